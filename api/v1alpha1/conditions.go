@@ -1,0 +1,52 @@
+package v1alpha1
+
+// Condition types on MeshControlPlane.status.conditions.
+const (
+	// ConditionReconciled is True when the last reconcile applied the whole desired
+	// state without error.
+	ConditionReconciled = "Reconciled"
+	// ConditionReady is True when Reconciled and every component condition is True.
+	ConditionReady = "Ready"
+	// ConditionControlPlaneReady is True when the meshd Deployment has rolled out and is available.
+	ConditionControlPlaneReady = "ControlPlaneReady"
+	// ConditionInjectorReady is True when the injection webhook is installed and the
+	// meshd that serves it is available (or the injector is disabled).
+	ConditionInjectorReady = "InjectorReady"
+	// ConditionGatewaysReady is True when every gateway Deployment has rolled out and is available.
+	ConditionGatewaysReady = "GatewaysReady"
+)
+
+// Condition reasons.
+const (
+	ReasonReconcileSucceeded          = "ReconcileSucceeded"
+	ReasonReconcileFailed             = "ReconcileFailed"
+	ReasonUpdateStrategyNotSupported  = "UpdateStrategyNotSupported"
+	ReasonNamespaceConflict           = "NamespaceConflict"
+	ReasonRenderFailed                = "RenderFailed"
+	ReasonApplyFailed                 = "ApplyFailed"
+	ReasonDeploymentAvailable         = "DeploymentAvailable"
+	ReasonDeploymentNotAvailable      = "DeploymentNotAvailable"
+	ReasonDeploymentMissing           = "DeploymentMissing"
+	ReasonInjectorDisabled            = "InjectorDisabled"
+	ReasonWebhookMissing              = "WebhookMissing"
+	ReasonNoGateways                  = "NoGateways"
+	ReasonAllComponentsReady          = "AllComponentsReady"
+	ReasonComponentsNotReady          = "ComponentsNotReady"
+	ReasonNotReconciled               = "NotReconciled"
+	ReasonWaitingForFirstReconcile    = "WaitingForFirstReconcile"
+	ReasonDeleting                    = "Deleting"
+)
+
+// State is a one-word summary of the conditions, for people and printcolumns; it
+// is always derived from them and never drives behaviour.
+// +kubebuilder:validation:Enum=Pending;Installing;Healthy;NotReady;ReconcileError;Deleting
+type State string
+
+const (
+	StatePending        State = "Pending"
+	StateInstalling     State = "Installing"
+	StateHealthy        State = "Healthy"
+	StateNotReady       State = "NotReady"
+	StateReconcileError State = "ReconcileError"
+	StateDeleting       State = "Deleting"
+)
