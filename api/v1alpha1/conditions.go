@@ -18,33 +18,33 @@ const (
 
 // Condition reasons.
 const (
-	ReasonReconcileSucceeded          = "ReconcileSucceeded"
-	ReasonReconcileFailed             = "ReconcileFailed"
-	ReasonUpdateStrategyNotSupported  = "UpdateStrategyNotSupported"
-	ReasonNamespaceConflict           = "NamespaceConflict"
-	ReasonRenderFailed                = "RenderFailed"
-	ReasonApplyFailed                 = "ApplyFailed"
-	ReasonDeploymentAvailable         = "DeploymentAvailable"
-	ReasonDeploymentNotAvailable      = "DeploymentNotAvailable"
-	ReasonDeploymentMissing           = "DeploymentMissing"
-	ReasonInjectorDisabled            = "InjectorDisabled"
-	ReasonWebhookMissing              = "WebhookMissing"
-	ReasonNoGateways                  = "NoGateways"
-	ReasonAllComponentsReady          = "AllComponentsReady"
-	ReasonComponentsNotReady          = "ComponentsNotReady"
-	ReasonNotReconciled               = "NotReconciled"
-	ReasonWaitingForFirstReconcile    = "WaitingForFirstReconcile"
-	ReasonDeleting                    = "Deleting"
+	ReasonReconcileSucceeded         = "ReconcileSucceeded"
+	ReasonReconcileFailed            = "ReconcileFailed"
+	ReasonUpdateStrategyNotSupported = "UpdateStrategyNotSupported"
+	ReasonNamespaceConflict          = "NamespaceConflict"
+	ReasonRenderFailed               = "RenderFailed"
+	ReasonApplyFailed                = "ApplyFailed"
+	ReasonDeploymentAvailable        = "DeploymentAvailable"
+	ReasonDeploymentNotAvailable     = "DeploymentNotAvailable"
+	ReasonDeploymentMissing          = "DeploymentMissing"
+	ReasonInjectorDisabled           = "InjectorDisabled"
+	ReasonWebhookMissing             = "WebhookMissing"
+	ReasonNoGateways                 = "NoGateways"
+	ReasonAllComponentsReady         = "AllComponentsReady"
+	ReasonComponentsNotReady         = "ComponentsNotReady"
+	ReasonNotReconciled              = "NotReconciled"
+	ReasonWaitingForFirstReconcile   = "WaitingForFirstReconcile"
+	ReasonDeleting                   = "Deleting"
 )
 
 // State is a one-word summary of the conditions, for people and printcolumns; it
 // is always derived from them and never drives behaviour.
-// +kubebuilder:validation:Enum=Pending;Installing;Healthy;NotReady;ReconcileError;Deleting
+// +kubebuilder:validation:Enum=Pending;Healthy;NotReady;ReconcileError;Deleting
 type State string
 
 const (
+	// StatePending: not reconciled yet.
 	StatePending        State = "Pending"
-	StateInstalling     State = "Installing"
 	StateHealthy        State = "Healthy"
 	StateNotReady       State = "NotReady"
 	StateReconcileError State = "ReconcileError"

@@ -461,3 +461,16 @@ type MeshControlPlaneList struct {
 func init() {
 	SchemeBuilder.Register(&MeshControlPlane{}, &MeshControlPlaneList{})
 }
+
+// Revision is the control-plane revision this MeshControlPlane installs. With
+// InPlace updates (the only kind so far) it is the MeshControlPlane's name, so
+// that a MeshControlPlane named "default" serves istio-injection=enabled.
+func (m *MeshControlPlane) Revision() string {
+	return m.Name
+}
+
+// InjectorEnabled reports whether the injection webhook is installed (the
+// default when unset).
+func (s *InjectorSpec) InjectorEnabled() bool {
+	return s.Enabled == nil || *s.Enabled
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap/zapcore"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/meshplane/meshplane/internal/meshd"
+)
+
+// version of meshd, set at build time with
+//
+//	go build -ldflags "-X main.version=v0.1.0" ./cmd/meshd
+var version = "v0.1.0-dev"
+
+// notImplemented is said in --help, in the flags' usage and in the startup log.
+const notImplemented = "NOT IMPLEMENTED YET"
+
+const longHelp = `meshd is the Meshplane control plane.
+
+What this release does:
+  - loads the mesh config (--mesh-config), strictly: unknown fields are errors.
+    The file is re-read every few seconds, so a ConfigMap mounted late, or
+    changed, is picked up without a restart.
+  - serves on --monitoring-addr:
+      /healthz  liveness: 200 while the process is up
+      /ready    readiness: 200 once the mesh config has loaded; 503 and the reason otherwise
+      /metrics  Prometheus metrics (meshd_build_info, meshd_mesh_config_load_errors_total,
+                Go and process metrics)
+
+` + notImplemented + ` (they come in later releases):
+  - the xDS server: nothing listens on --xds-addr or --secure-xds-addr, and no
+    proxy configuration is served.
+  - the CA: no workload certificates are signed; the mesh config's "ca" is
+    only parsed and validated.
+  - the sidecar injector webhook: nothing listens on --webhook-addr.
+These flags are accepted so that deployments can already pass them; meshd logs
+one line per address it does not serve.`
+
+type options struct {
+	meshConfig     string
+	revision       string
+	logLevel       string
+	monitoringAddr string
+	xdsAddr        string
+	secureXDSAddr  string
+	webhookAddr    string
+}
+
+func newRootCommand() *cobra.Command {
+	o := &options{}
+	cmd := &cobra.Command{
+		Use:   "meshd",
+		Short: "Meshplane control plane (this release: mesh config and monitoring only; the xDS server, CA and injector webhook are not implemented yet)",
+		Long:  longHelp,
+		Args:  cobra.NoArgs,
+		// Errors are printed once, by main; a runtime error is not a usage error.
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), o, cmd.ErrOrStderr())
+		},
+	}
+
+	f := cmd.Flags()
+	f.StringVar(&o.meshConfig, "mesh-config", "/etc/meshplane/mesh.yaml",
+		"path of the mesh config YAML (mounted from the mesh-config ConfigMap); /ready is 503 until it loads")
+	f.StringVar(&o.revision, "revision", "default",
+		"control-plane revision this meshd serves; a mesh config naming another revision is refused")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.monitoringAddr, "monitoring-addr", ":15014", "address of the monitoring server (/healthz, /ready, /metrics)")
+	f.StringVar(&o.xdsAddr, "xds-addr", ":15010",
+		"address of the plaintext xDS server; "+notImplemented+": accepted but not served in this release")
+	f.StringVar(&o.secureXDSAddr, "secure-xds-addr", ":15012",
+		"address of the mTLS xDS server; "+notImplemented+": accepted but not served in this release")
+	f.StringVar(&o.webhookAddr, "webhook-addr", ":15017",
+		"address of the sidecar injector webhook; "+notImplemented+": accepted but not served in this release")
+
+	// A daemon has no use for shell completion.
+	cmd.CompletionOptions.DisableDefaultCmd = true
+	cmd.AddCommand(newVersionCommand())
+	return cmd
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print meshd's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), version)
+			return err
+		},
+	}
+}
+
+// parseLogLevel maps --log-level onto a zap level.
+func parseLogLevel(s string) (zapcore.Level, error) {
+	switch s {
+	case "debug":
+		return zapcore.DebugLevel, nil
+	case "info":
+		return zapcore.InfoLevel, nil
+	case "warn":
+		return zapcore.WarnLevel, nil
+	case "error":
+		return zapcore.ErrorLevel, nil
+	}
+	return 0, fmt.Errorf("--log-level %q: must be debug, info, warn or error", s)
+}
+
+// checkAddr refuses an address that could never be listened on, so a typo in
+// a flag fails at startup even for the addresses not served yet.
+func checkAddr(flag, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--%s %q: %w", flag, addr, err)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && flag != "monitoring-addr") {
+		return fmt.Errorf("--%s %q: port must be a number from 1 to 65535", flag, addr)
+	}
+	return nil
+}
+
+func run(ctx context.Context, o *options, logOut io.Writer) error {
+	level, err := parseLogLevel(o.logLevel)
+	if err != nil {
+		return err
+	}
+	for _, a := range []struct{ flag, addr string }{
+		{"monitoring-addr", o.monitoringAddr},
+		{"xds-addr", o.xdsAddr},
+		{"secure-xds-addr", o.secureXDSAddr},
+		{"webhook-addr", o.webhookAddr},
+	} {
+		if err := checkAddr(a.flag, a.addr); err != nil {
+			return err
+		}
+	}
+
+	// JSON lines; no stack traces on errors, which here are about files and
+	// flags, not about code.
+	logger := zap.New(zap.WriteTo(logOut), zap.Level(level), zap.StacktraceLevel(zapcore.PanicLevel))
+	ctrllog.SetLogger(logger)
+	log := logger.WithName("meshd")
+
+	log.Info("starting meshd", "version", version, "revision", o.revision, "meshConfig", o.meshConfig)
+	log.Info(notImplemented+": not serving xDS (plaintext) on --xds-addr; the xDS server comes in a later release", "addr", o.xdsAddr)
+	log.Info(notImplemented+": not serving xDS (mTLS) on --secure-xds-addr; the xDS server comes in a later release", "addr", o.secureXDSAddr)
+	log.Info(notImplemented+": not serving the sidecar injector webhook on --webhook-addr; it comes in a later release", "addr", o.webhookAddr)
+	log.Info(notImplemented + ": no CA; workload certificates are not signed; the CA comes in a later release")
+
+	// The first SIGTERM or SIGINT starts a graceful shutdown; once it has, the
+	// signals get their default behaviour back, so a second one ends meshd at once.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	context.AfterFunc(ctx, stop)
+
+	srv := meshd.NewServer(meshd.Options{
+		MonitoringAddr: o.monitoringAddr,
+		MeshConfigPath: o.meshConfig,
+		Revision:       o.revision,
+		Version:        version,
+		Logger:         log,
+	})
+	if err := srv.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("meshd stopped", "reason", context.Cause(ctx).Error())
+	return nil
+}
