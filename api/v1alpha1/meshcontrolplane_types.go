@@ -145,10 +145,10 @@ const (
 
 // CASpec selects where workload certificates come from. Each type takes exactly
 // the settings it needs.
-// +kubebuilder:validation:XValidation:rule="self.type != 'Provided' || has(self.provided)",message="ca.provided is required when ca.type is Provided"
-// +kubebuilder:validation:XValidation:rule="self.type == 'Provided' || !has(self.provided)",message="ca.provided may only be set when ca.type is Provided"
-// +kubebuilder:validation:XValidation:rule="self.type != 'CertManager' || has(self.certManager)",message="ca.certManager is required when ca.type is CertManager"
-// +kubebuilder:validation:XValidation:rule="self.type == 'CertManager' || !has(self.certManager)",message="ca.certManager may only be set when ca.type is CertManager"
+// +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type != 'Provided' || has(self.provided)",message="ca.provided is required when ca.type is Provided"
+// +kubebuilder:validation:XValidation:rule="(has(self.type) && self.type == 'Provided') || !has(self.provided)",message="ca.provided may only be set when ca.type is Provided"
+// +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type != 'CertManager' || has(self.certManager)",message="ca.certManager is required when ca.type is CertManager"
+// +kubebuilder:validation:XValidation:rule="(has(self.type) && self.type == 'CertManager') || !has(self.certManager)",message="ca.certManager may only be set when ca.type is CertManager"
 type CASpec struct {
 	// Type of CA.
 	// +kubebuilder:default=SelfSigned
@@ -357,7 +357,7 @@ type MeshConfigSpec struct {
 }
 
 // AccessLoggingSpec configures the proxies' access logs.
-// +kubebuilder:validation:XValidation:rule="!has(self.format) || self.enabled",message="accessLogging.format has no effect unless accessLogging.enabled is true"
+// +kubebuilder:validation:XValidation:rule="!has(self.format) || (has(self.enabled) && self.enabled)",message="accessLogging.format has no effect unless accessLogging.enabled is true"
 type AccessLoggingSpec struct {
 	// Enabled writes an access log line per request to the proxy's standard output.
 	// +optional

@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -37,6 +38,10 @@ type Options struct {
 	LeaderElectionNamespace string
 	// GracefulShutdownTimeout bounds how long stopping waits for reconciles.
 	GracefulShutdownTimeout time.Duration
+	// AllowSeveralInProcess lets one process build more than one manager over
+	// its life (tests that restart the operator); controller-runtime otherwise
+	// refuses a second controller of the same name because of metric names.
+	AllowSeveralInProcess bool
 }
 
 // LeaderElectionID names the lease replicas of the operator compete for.
@@ -82,6 +87,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &shutdown,
+		Controller:                    config.Controller{SkipNameValidation: &opts.AllowSeveralInProcess},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)

@@ -37,6 +37,7 @@ func StartOperator(t testing.TB, cfg *rest.Config) *Operator {
 		MetricsAddr:             "0",
 		HealthProbeAddr:         "0",
 		GracefulShutdownTimeout: 10 * time.Second,
+		AllowSeveralInProcess:   true,
 	})
 	if err != nil {
 		t.Fatalf("building the operator: %v", err)
