@@ -238,7 +238,11 @@ func (c *SimulatedCluster) stop() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		var out bytes.Buffer
-		if err := c.run(ctx, &out, "delete", "cluster", "--name", c.Name, "--kubeconfig="); err != nil {
+		// delete insists on a kubeconfig to remove the cluster's context from
+		// (and refuses an empty path); name one inside the directory it deletes
+		// so ~/.kube/config is never touched.
+		unused := filepath.Join(c.clusterDir(), "no-such-kubeconfig")
+		if err := c.run(ctx, &out, "delete", "cluster", "--name", c.Name, "--kubeconfig", unused); err != nil {
 			errs = append(errs, fmt.Errorf("%w\n%s", err, out.String()))
 		}
 	}
@@ -387,7 +391,7 @@ func (c *SimulatedCluster) isOurProcess(pid int) bool {
 	if err != nil {
 		return false
 	}
-	return bytes.Contains(cmdline, []byte(c.clusterDir()))
+	return bytes.Contains(cmdline, []byte(c.clusterDir()+string(filepath.Separator)))
 }
 
 // logTails returns the last n lines of each component log, for error messages.
