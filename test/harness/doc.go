@@ -32,4 +32,20 @@
 //		}
 //		os.Exit(code)
 //	}
+//
+// A simulated cluster, and proving an operator idle:
+//
+//	cluster, err := harness.StartSimulatedCluster(ctx, "e2e")
+//	if err != nil {
+//		t.Fatal(err)
+//	}
+//	t.Cleanup(func() { _ = cluster.Stop() }) // kwokctl delete cluster; no process left
+//
+//	counted, writes := harness.CountWrites(cluster.Config)
+//	// ... run the operator with counted, wait until it has converged ...
+//	writes.Reset()
+//	time.Sleep(5 * time.Second)
+//	if writes.Count() != 0 {
+//		t.Fatalf("writes at steady state:\n%s", writes.Summary())
+//	}
 package harness

@@ -71,7 +71,6 @@ func StartEnvtest() (*envtest.Environment, *rest.Config, error) {
 		env.ControlPlaneStartTimeout = envtestStartTimeout
 	}
 
-	start := time.Now()
 	cfg, err := env.Start()
 	if err != nil {
 		// Start leaves etcd and kube-apiserver running when a later step (such as
@@ -81,8 +80,12 @@ func StartEnvtest() (*envtest.Environment, *rest.Config, error) {
 		}
 		return nil, nil, fmt.Errorf("starting envtest (%s, %s): %w", apiServer, etcd, err)
 	}
-	if os.Getenv("MESHPLANE_HARNESS_VERBOSE") != "" {
-		fmt.Fprintf(os.Stderr, "harness: envtest started in %s\n", time.Since(start).Round(time.Millisecond))
+	if len(env.CRDs) == 0 {
+		err := fmt.Errorf("no CRDs in %s: run `make manifests`", crdDir)
+		if stopErr := env.Stop(); stopErr != nil {
+			err = errors.Join(err, stopErr)
+		}
+		return nil, nil, err
 	}
 	return env, cfg, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -166,11 +167,24 @@ func TestSimulatedCluster(t *testing.T) {
 	defer cancel()
 
 	start := time.Now()
-	cluster, err := StartSimulatedCluster(ctx, "harness")
+	var kwokctlLog bytes.Buffer
+	cluster, err := StartSimulatedCluster(ctx, "harness", WithLog(&kwokctlLog))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("simulated cluster started in %s (workdir %s)", time.Since(start).Round(time.Millisecond), cluster.Workdir)
+	// Nothing downloaded, and kwokctl saw the cluster served through the
+	// kubectl stand-in (otherwise it polls for 2 minutes and warns).
+	for _, bad := range []string{"Download", "not served", "level\":\"WARN", "level\":\"ERROR"} {
+		if strings.Contains(kwokctlLog.String(), bad) {
+			t.Errorf("kwokctl create output contains %q:\n%s", bad, kwokctlLog.String())
+		}
+	}
+	shim := exec.Command(filepath.Join(cluster.Workdir, "harness-bin", "kubectl"), "--kubeconfig", cluster.Kubeconfig, "get", "--raw", "/version")
+	shim.Env = append(os.Environ(), kubectlShimEnv+"=1")
+	if out, err := shim.CombinedOutput(); err != nil || !strings.Contains(string(out), KubeVersion) {
+		t.Errorf("kubectl stand-in: %v\n%s", err, out)
+	}
 	pids := cluster.pids()
 	stopped := false
 	defer func() {

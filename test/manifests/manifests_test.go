@@ -170,12 +170,12 @@ func lineDiff(name, got, want string) string {
 			ops = append(ops, op{' ', ma[i], pre + i + 1, pre + j + 1})
 			i++
 			j++
-		case j < len(mb) && (i == len(ma) || lcs[i][j+1] >= lcs[i+1][j]):
-			ops = append(ops, op{'+', mb[j], pre + i + 1, pre + j + 1})
-			j++
-		default:
+		case i < len(ma) && (j == len(mb) || lcs[i+1][j] >= lcs[i][j+1]):
 			ops = append(ops, op{'-', ma[i], pre + i + 1, pre + j + 1})
 			i++
+		default:
+			ops = append(ops, op{'+', mb[j], pre + i + 1, pre + j + 1})
+			j++
 		}
 	}
 	for k := 0; k < suf; k++ {
@@ -241,6 +241,9 @@ func TestLineDiff(t *testing.T) {
 		if !strings.Contains(d, line+"\n") {
 			t.Errorf("diff lacks %q:\n%s", line, d)
 		}
+	}
+	if !strings.Contains(d, "-e\n+E\n") {
+		t.Errorf("want the removed line before the added one:\n%s", d)
 	}
 	if strings.Contains(d, " a\n") {
 		t.Errorf("diff shows more than 3 lines of context:\n%s", d)
