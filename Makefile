@@ -19,7 +19,7 @@ help: ## Show this help.
 
 .PHONY: manifests
 manifests: ## Regenerate CRDs and RBAC under config/ from the API types and markers.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:crdVersions=v1 webhook paths=./... \
+	$(CONTROLLER_GEN) rbac:roleName=meshplane-operator-manager crd:crdVersions=v1 webhook paths=./... \
 		output:crd:artifacts:config=config/crd/bases \
 		output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook

@@ -241,7 +241,9 @@ const (
 	GatewayKindEgress  GatewayKind = "egress"
 )
 
-// GatewaySpec is one Envoy gateway Deployment and its Service.
+// GatewaySpec is one Envoy gateway Deployment and its Service. The nodePort rule
+// lives here because an empty service.type depends on the gateway's kind.
+// +kubebuilder:validation:XValidation:rule="!has(self.service) || !has(self.service.ports) || self.service.ports.all(p, !has(p.nodePort)) || (has(self.service.type) ? self.service.type != 'ClusterIP' : !(has(self.kind) && self.kind == 'egress'))",message="nodePort may only be set when the gateway's Service is NodePort or LoadBalancer (egress gateways default to ClusterIP)"
 // +kubebuilder:validation:XValidation:rule="!self.name.startsWith('meshd')",message="gateway name must not start with 'meshd': that name belongs to the control plane"
 type GatewaySpec struct {
 	// Name of the gateway's Deployment and Service; unique among the gateways.
@@ -278,7 +280,6 @@ type GatewaySpec struct {
 // GatewayServiceSpec is the Service in front of a gateway. When ports is empty,
 // ingress gateways expose 80 (http2), 443 (https) and 15021 (status-port), and
 // egress gateways 80 (http2) and 443 (https).
-// +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type != 'ClusterIP' || !has(self.ports) || self.ports.all(p, !has(p.nodePort))",message="nodePort may only be set when service.type is NodePort or LoadBalancer"
 type GatewayServiceSpec struct {
 	// Type of the Service; LoadBalancer for ingress and ClusterIP for egress when empty.
 	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer

@@ -198,7 +198,12 @@ var celRefusals = []refusal{
 	{
 		rule: "spec.gateways[].service nodePort only with NodePort or LoadBalancer",
 		spec: `{gateways: [{name: ingress, service: {type: ClusterIP, ports: [{name: http, port: 80, nodePort: 30080}]}}]}`,
-		want: []string{"spec.gateways[0].service", "nodePort may only be set when service.type is NodePort or LoadBalancer"},
+		want: []string{"spec.gateways[0]", "nodePort may only be set when the gateway's Service is NodePort or LoadBalancer"},
+	},
+	{
+		rule: "spec.gateways[] nodePort on an egress gateway whose Service type defaults to ClusterIP",
+		spec: `{gateways: [{name: egress, kind: egress, service: {ports: [{name: http, port: 80, nodePort: 30080}]}}]}`,
+		want: []string{"spec.gateways[0]", "nodePort may only be set when the gateway's Service is NodePort or LoadBalancer (egress gateways default to ClusterIP)"},
 	},
 	{
 		rule: "spec.meshConfig.accessLogging.format needs enabled (enabled: false)",

@@ -42,7 +42,7 @@ const (
 	// operatorNamespace is where config/default installs the operator.
 	operatorNamespace = "meshplane-operator"
 	// managerRole is the ClusterRole `make manifests` generates (rbac:roleName).
-	managerRole = "manager-role"
+	managerRole = "meshplane-operator-manager"
 	// crdName is the CustomResourceDefinition of MeshControlPlane.
 	crdName = "meshcontrolplanes.operator.meshplane.io"
 	// operatorMain is the operator binary whose flag defaults the Deployment relies on.

@@ -47,7 +47,7 @@ func TestManifestsUpToDate(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	cmd := exec.Command("go", "tool", "controller-gen",
-		"rbac:roleName=manager-role", "crd:crdVersions=v1", "webhook", "paths=./...",
+		"rbac:roleName=meshplane-operator-manager", "crd:crdVersions=v1", "webhook", "paths=./...",
 		"output:crd:artifacts:config="+filepath.Join(tmp, "crd", "bases"),
 		"output:rbac:artifacts:config="+filepath.Join(tmp, "rbac"),
 		"output:webhook:artifacts:config="+filepath.Join(tmp, "webhook"))
