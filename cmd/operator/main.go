@@ -3,12 +3,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshplane/meshplane/internal/operator"
@@ -18,7 +20,7 @@ import (
 var version = "v0.1.0-dev"
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "operator:", err)
 		os.Exit(1)
 	}
@@ -39,6 +41,7 @@ func run(args []string) error {
 		"Namespace the operator runs in; holds the leader-election lease. Defaults to $POD_NAMESPACE.")
 	fs.StringVar(&logLevel, "log-level", "info", "Log level: debug, info or error.")
 	fs.BoolVar(&printVer, "version", false, "Print the version and exit.")
+	config.RegisterFlags(fs) // --kubeconfig, for running outside a cluster ($KUBECONFIG works too)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
