@@ -155,6 +155,11 @@ func (r *Renderer) renderChart(c *chart.Chart, release, namespace string, comput
 	if err != nil {
 		return nil, err
 	}
+	if gateway != "" {
+		if err := setGatewayBootstrap(vals); err != nil {
+			return nil, err
+		}
+	}
 	// Release.Name carries the MeshControlPlane's name into the ownership label,
 	// out of reach of spec.values.
 	opts := chartutil.ReleaseOptions{Name: release, Namespace: namespace}

@@ -2,6 +2,7 @@ package render
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/meshplane/meshplane/api/v1alpha1"
+	"github.com/meshplane/meshplane/internal/bootstrap"
 	"github.com/meshplane/meshplane/internal/versions"
 )
 
@@ -243,4 +245,59 @@ func setDefaultPtr[T any](field **T, def T) {
 	if *field == nil {
 		*field = ptr.To(def)
 	}
+}
+
+// bootstrapInputs are the gateway chart values its Envoy bootstrap derives from.
+type bootstrapInputs struct {
+	Revision              string `json:"revision"`
+	ControlPlaneNamespace string `json:"controlPlaneNamespace"`
+	Meshd                 struct {
+		Name string `json:"name"`
+	} `json:"meshd"`
+	Gateway struct {
+		Name string `json:"name"`
+		Kind string `json:"kind"`
+	} `json:"gateway"`
+}
+
+// setGatewayBootstrap sets gateway.bootstrap in the merged gateway chart values
+// vals. It reads the merged values, not the computed ones, so that spec.values
+// reaches the bootstrap as it reaches the rest of the chart (a different
+// meshd.name points the gateway at a different meshd). The bootstrap itself
+// is never taken from spec.values: it is always built, and so validated, here.
+func setGatewayBootstrap(vals map[string]any) error {
+	data, err := json.Marshal(vals)
+	if err != nil {
+		return fmt.Errorf("gateway bootstrap: %w", err)
+	}
+	var in bootstrapInputs
+	if err := json.Unmarshal(data, &in); err != nil {
+		return fmt.Errorf("gateway bootstrap: values: %w", err)
+	}
+	switch {
+	case in.Meshd.Name == "":
+		return errors.New("gateway bootstrap: meshd.name is required")
+	case in.ControlPlaneNamespace == "":
+		return errors.New("gateway bootstrap: controlPlaneNamespace is required")
+	}
+	y, err := bootstrap.EnvoyYAML(bootstrap.Options{
+		ProxyType: bootstrap.Router,
+		// Node id: --service-node $(POD_NAME).$(POD_NAMESPACE) in the Deployment.
+		Cluster: in.Gateway.Name,
+		Metadata: map[string]string{
+			"revision":     in.Revision,
+			"gateway_kind": in.Gateway.Kind,
+		},
+		XDSHost: in.Meshd.Name + "." + in.ControlPlaneNamespace + ".svc",
+		XDSPort: bootstrap.DefaultXDSPort,
+	})
+	if err != nil {
+		return fmt.Errorf("gateway bootstrap: %w", err)
+	}
+	gw, ok := vals["gateway"].(map[string]any)
+	if !ok {
+		return errors.New("gateway bootstrap: gateway values must be an object")
+	}
+	gw["bootstrap"] = string(y)
+	return nil
 }

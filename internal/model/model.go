@@ -1,0 +1,224 @@
+// Package model is meshd's typed, immutable view of the mesh: services, their
+// ports and endpoints, and workloads, as Kubernetes reports them. Discovery
+// builds a new World on every change; generators read it and never call the API
+// server. The model imports no xDS types.
+package model
+
+import (
+	"sort"
+	"strings"
+)
+
+// Protocol of a service port, from appProtocol or the port-name prefix.
+type Protocol string
+
+const (
+	ProtocolHTTP    Protocol = "HTTP"
+	ProtocolHTTP2   Protocol = "HTTP2"
+	ProtocolGRPC    Protocol = "GRPC"
+	ProtocolHTTPS   Protocol = "HTTPS"
+	ProtocolTLS     Protocol = "TLS"
+	ProtocolTCP     Protocol = "TCP"
+	ProtocolUnknown Protocol = "UNKNOWN" // sniffed by sidecars, treated as TCP elsewhere
+)
+
+// IsHTTP reports whether the protocol is routed with an HTTP connection manager.
+func (p Protocol) IsHTTP() bool {
+	return p == ProtocolHTTP || p == ProtocolHTTP2 || p == ProtocolGRPC
+}
+
+// ProtocolOf derives a port's protocol the way Istio does: appProtocol first,
+// then the port name's prefix ("http", "http-web", "grpc-api", ...).
+func ProtocolOf(appProtocol, portName string) Protocol {
+	if p, ok := protocolByName(appProtocol); ok {
+		return p
+	}
+	prefix, _, _ := strings.Cut(strings.ToLower(portName), "-")
+	if p, ok := protocolByName(prefix); ok {
+		return p
+	}
+	return ProtocolUnknown
+}
+
+func protocolByName(name string) (Protocol, bool) {
+	switch strings.ToLower(name) {
+	case "http":
+		return ProtocolHTTP, true
+	case "http2", "h2c", "kubernetes.io/h2c":
+		return ProtocolHTTP2, true
+	case "grpc", "grpc-web":
+		return ProtocolGRPC, true
+	case "https":
+		return ProtocolHTTPS, true
+	case "tls":
+		return ProtocolTLS, true
+	case "tcp", "mongo", "mysql", "redis":
+		return ProtocolTCP, true
+	}
+	return "", false
+}
+
+// World is everything generators know, at one instant. It is never modified
+// after NewWorld returns; a change produces a new World.
+type World struct {
+	// Services sorted by Hostname.
+	Services []*Service
+	// Workloads sorted by namespace/name.
+	Workloads []*Workload
+	// Mesh is the mesh-wide configuration.
+	Mesh MeshConfig
+
+	servicesByHost  map[string]*Service
+	workloadsByIP   map[string]*Workload
+	workloadsByName map[string]*Workload
+	servicesByVIP   map[string]*Service
+}
+
+// MeshConfig is the part of the mesh configuration generators need.
+type MeshConfig struct {
+	TrustDomain string
+	// DomainSuffix of service hostnames; "cluster.local".
+	DomainSuffix string
+	// OutboundAllowAny: unknown destinations pass through (ALLOW_ANY), else they
+	// are blackholed (REGISTRY_ONLY).
+	OutboundAllowAny bool
+}
+
+// Service is a Kubernetes Service and what the mesh knows of it.
+type Service struct {
+	Name, Namespace string
+	// Hostname is the fully qualified name: <name>.<namespace>.svc.<suffix>.
+	Hostname string
+	// ClusterIP is empty for headless Services.
+	ClusterIP string
+	// Ports sorted by Port.
+	Ports  []ServicePort
+	Labels map[string]string
+	// Endpoints sorted by Address then Pod.
+	Endpoints []*Endpoint
+}
+
+// ServicePort is one port of a Service.
+type ServicePort struct {
+	Name     string
+	Port     int32
+	Protocol Protocol
+}
+
+// Endpoint is one backend address of a Service, from its EndpointSlices.
+type Endpoint struct {
+	Address string
+	// Ports maps a service port name to the port on this endpoint.
+	Ports map[string]int32
+	// Ready, Serving and Terminating are the EndpointSlice conditions.
+	Ready, Serving, Terminating bool
+	// Pod, ServiceAccount and Labels come from the backing pod, when there is one.
+	Pod            string
+	ServiceAccount string
+	Labels         map[string]string
+	Locality       Locality
+	NodeName       string
+}
+
+// Locality of an endpoint, from its node's topology labels.
+type Locality struct {
+	Region, Zone, SubZone string
+}
+
+// Workload is a pod that may run a proxy.
+type Workload struct {
+	Name, Namespace string
+	IP              string
+	ServiceAccount  string
+	Labels          map[string]string
+	Locality        Locality
+}
+
+// NewWorld indexes and sorts services and workloads. The inputs become part of
+// the World and must not be modified afterwards.
+func NewWorld(mesh MeshConfig, services []*Service, workloads []*Workload) *World {
+	if mesh.DomainSuffix == "" {
+		mesh.DomainSuffix = "cluster.local"
+	}
+	w := &World{
+		Services:        services,
+		Workloads:       workloads,
+		Mesh:            mesh,
+		servicesByHost:  make(map[string]*Service, len(services)),
+		servicesByVIP:   make(map[string]*Service, len(services)),
+		workloadsByIP:   make(map[string]*Workload, len(workloads)),
+		workloadsByName: make(map[string]*Workload, len(workloads)),
+	}
+	sort.Slice(services, func(i, j int) bool { return services[i].Hostname < services[j].Hostname })
+	for _, s := range services {
+		sort.Slice(s.Ports, func(i, j int) bool { return s.Ports[i].Port < s.Ports[j].Port })
+		sort.Slice(s.Endpoints, func(i, j int) bool {
+			a, b := s.Endpoints[i], s.Endpoints[j]
+			if a.Address != b.Address {
+				return a.Address < b.Address
+			}
+			return a.Pod < b.Pod
+		})
+		w.servicesByHost[s.Hostname] = s
+		if s.ClusterIP != "" {
+			w.servicesByVIP[s.ClusterIP] = s
+		}
+	}
+	sort.Slice(workloads, func(i, j int) bool {
+		if workloads[i].Namespace != workloads[j].Namespace {
+			return workloads[i].Namespace < workloads[j].Namespace
+		}
+		return workloads[i].Name < workloads[j].Name
+	})
+	for _, wl := range workloads {
+		w.workloadsByName[wl.Namespace+"/"+wl.Name] = wl
+		if wl.IP != "" {
+			w.workloadsByIP[wl.IP] = wl
+		}
+	}
+	return w
+}
+
+// ServiceByHostname finds a service by its fully qualified name.
+func (w *World) ServiceByHostname(host string) *Service { return w.servicesByHost[host] }
+
+// ServiceByVIP finds a service by its cluster IP.
+func (w *World) ServiceByVIP(ip string) *Service { return w.servicesByVIP[ip] }
+
+// Workload finds a pod by namespace and name.
+func (w *World) Workload(namespace, name string) *Workload {
+	return w.workloadsByName[namespace+"/"+name]
+}
+
+// WorkloadByIP finds a pod by its IP.
+func (w *World) WorkloadByIP(ip string) *Workload { return w.workloadsByIP[ip] }
+
+// Hostname builds a service's fully qualified name.
+func Hostname(name, namespace, suffix string) string {
+	return name + "." + namespace + ".svc." + suffix
+}
+
+// ProxyType is the kind of xDS client.
+type ProxyType string
+
+const (
+	// ProxySidecar is an Envoy beside a workload.
+	ProxySidecar ProxyType = "sidecar"
+	// ProxyRouter is an Envoy gateway.
+	ProxyRouter ProxyType = "router"
+	// ProxyGRPC is a proxyless gRPC application (grpc-go's xDS client).
+	ProxyGRPC ProxyType = "grpc"
+)
+
+// Proxy is one connected xDS client, as identified by its node.
+type Proxy struct {
+	// ID is the xDS node id.
+	ID   string
+	Type ProxyType
+	// Namespace, Pod and IP come from the node metadata (or the id).
+	Namespace, Pod, IP string
+	// Workload is the pod the proxy runs for, when meshd knows it.
+	Workload *Workload
+	// Metadata is the node metadata, flattened to strings.
+	Metadata map[string]string
+}

@@ -1,0 +1,127 @@
+package generate
+
+import (
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+
+	"github.com/meshplane/meshplane/internal/model"
+)
+
+// Clusters that depend on one service port alone. Each is a pure function of
+// its arguments (and, for sidecars, of nothing about the proxy), so a cache
+// keyed by (service, port, model version) can build it once and hand the same
+// message to every proxy.
+
+// grpcCluster is the cluster a proxyless gRPC client uses for svc's port: EDS
+// over ADS, round robin. grpc-go resolves endpoints only through EDS, so a
+// headless service gets an EDS cluster too.
+func grpcCluster(svc *model.Service, port model.ServicePort) *clusterv3.Cluster {
+	name := OutboundClusterName(port.Port, "", svc.Hostname)
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource, ServiceName: name},
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		ConnectTimeout:       connectTimeout,
+	}
+}
+
+// outboundCluster is the cluster an Envoy (sidecar or gateway) uses for svc's
+// port: EDS over ADS, round robin, HTTP/2 to the endpoints for HTTP2 and gRPC
+// ports. A headless service has no VIP to balance behind, so its cluster
+// forwards to the address the client dialled (ORIGINAL_DST) and has no
+// endpoints resource.
+func outboundCluster(svc *model.Service, port model.ServicePort) *clusterv3.Cluster {
+	name := OutboundClusterName(port.Port, "", svc.Hostname)
+	c := &clusterv3.Cluster{
+		Name:           name,
+		ConnectTimeout: connectTimeout,
+	}
+	if svc.ClusterIP == "" {
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
+		c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
+	} else {
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
+		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource, ServiceName: name}
+		c.LbPolicy = clusterv3.Cluster_ROUND_ROBIN
+	}
+	if port.Protocol == model.ProtocolHTTP2 || port.Protocol == model.ProtocolGRPC {
+		c.TypedExtensionProtocolOptions = http2Options
+	}
+	return c
+}
+
+// hasEndpoints reports whether an Envoy's cluster for svc uses EDS, i.e.
+// whether it needs a ClusterLoadAssignment.
+func hasEndpoints(svc *model.Service) bool { return svc.ClusterIP != "" }
+
+// passthroughCluster forwards to the original destination (ALLOW_ANY). HTTP
+// requests keep the protocol the client spoke.
+func passthroughCluster() *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                          PassthroughCluster,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		LbPolicy:                      clusterv3.Cluster_CLUSTER_PROVIDED,
+		ConnectTimeout:                connectTimeout,
+		TypedExtensionProtocolOptions: downstreamProtocolOptions,
+	}
+}
+
+// blackHoleCluster has no endpoints: connections to it are closed and
+// requests get 503 (REGISTRY_ONLY).
+func blackHoleCluster() *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 BlackHoleCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       connectTimeout,
+	}
+}
+
+// inboundCluster reaches the workload's port on loopback.
+func inboundCluster(port int32, protocol model.Protocol) *clusterv3.Cluster {
+	name := InboundClusterName(port)
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       connectTimeout,
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+						Address: socketAddress("127.0.0.1", port),
+					}},
+				}},
+			}},
+		},
+	}
+	switch protocol {
+	case model.ProtocolHTTP2, model.ProtocolGRPC:
+		c.TypedExtensionProtocolOptions = http2Options
+	case model.ProtocolHTTP:
+		c.TypedExtensionProtocolOptions = downstreamProtocolOptions
+	}
+	return c
+}
+
+// inboundPassthroughCluster forwards inbound connections for undeclared ports
+// to the workload's own address. It binds to 127.0.0.6 (::6 for IPv6 pods),
+// the source the capture rules let through, so the connection is not
+// redirected back to the proxy.
+func inboundPassthroughCluster(ipv6 bool) *clusterv3.Cluster {
+	source := "127.0.0.6"
+	if ipv6 {
+		source = "::6"
+	}
+	return &clusterv3.Cluster{
+		Name:                 InboundPassthroughCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+		ConnectTimeout:       connectTimeout,
+		UpstreamBindConfig: &corev3.BindConfig{SourceAddress: &corev3.SocketAddress{
+			Address:       source,
+			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 0},
+		}},
+	}
+}

@@ -1,0 +1,84 @@
+package generate
+
+import (
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/meshplane/meshplane/internal/model"
+	"github.com/meshplane/meshplane/internal/xds"
+)
+
+// grpcResources is a proxyless gRPC application's configuration.
+//
+// Client side, for every port of every service: an API listener and a route
+// configuration for each name a client may dial (ServiceHosts + ":port"), the
+// EDS cluster outbound|port||fqdn and its endpoints.
+//
+// Server side, for every endpoint port at the proxy's IP: listeners for
+// ip:port, 0.0.0.0:port and [::]:port, the addresses xds.NewGRPCServer reports
+// for a listener on that IP, on ":port" (IPv4-only host) and on ":port".
+func grpcResources(world *model.World, proxy *model.Proxy) (xds.Resources, error) {
+	ns := proxyNamespace(proxy)
+	nPorts, nHosts := 0, 0
+	for _, svc := range world.Services {
+		nPorts += len(svc.Ports)
+		h := 3
+		if svc.Namespace == ns {
+			h = 4
+		}
+		nHosts += h * len(svc.Ports)
+	}
+	ip := proxyIP(proxy)
+	serverPorts := workloadPorts(world, ip)
+
+	clusters := make([]types.Resource, 0, nPorts)
+	endpoints := make([]types.Resource, 0, nPorts)
+	listeners := make([]types.Resource, 0, nHosts+3*len(serverPorts))
+	routes := make([]types.Resource, 0, nHosts)
+
+	for _, svc := range world.Services {
+		hosts := ServiceHosts(svc, ns)
+		for _, port := range svc.Ports {
+			c := grpcCluster(svc, port)
+			clusters = append(clusters, c)
+			endpoints = append(endpoints, loadAssignment(svc, port))
+			for _, h := range hosts {
+				name := hostPort(h, port.Port)
+				l, err := grpcClientListener(name)
+				if err != nil {
+					return nil, err
+				}
+				listeners = append(listeners, l)
+				routes = append(routes, grpcClientRoute(name, h, c.Name))
+			}
+		}
+	}
+
+	serverHosts := grpcServerHosts(ip)
+	for _, wp := range serverPorts {
+		for _, host := range serverHosts {
+			l, err := grpcServerListener(host, wp.Port)
+			if err != nil {
+				return nil, err
+			}
+			listeners = append(listeners, l)
+		}
+	}
+
+	return xds.Resources{
+		resourcev3.ClusterType:  clusters,
+		resourcev3.EndpointType: endpoints,
+		resourcev3.ListenerType: listeners,
+		resourcev3.RouteType:    routes,
+	}, nil
+}
+
+// grpcServerHosts are the addresses a server on ip may report as listening:
+// ip itself, and the IPv4 and IPv6 wildcards.
+func grpcServerHosts(ip string) []string {
+	switch ip {
+	case "0.0.0.0", "::":
+		return []string{"0.0.0.0", "::"}
+	}
+	return []string{ip, "0.0.0.0", "::"}
+}
