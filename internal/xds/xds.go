@@ -17,7 +17,9 @@ type Resources map[resourcev3.Type][]types.Resource
 
 // Generator builds the configuration of one proxy from the world. It must be
 // deterministic (same inputs, same output, same order) and must not call the
-// API server.
+// API server. Returned resources are never modified afterwards (the server
+// marshals them later), and a resource shared by several proxies should be the
+// same pointer: the server validates and hashes each pointer once per world.
 type Generator func(world *model.World, proxy *model.Proxy) (Resources, error)
 
 // Types lists the xDS types meshd serves, in the order a client should apply

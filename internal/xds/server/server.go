@@ -70,7 +70,7 @@ type Options struct {
 	// Generator builds one proxy's configuration. Required. It must not
 	// modify the world, and the resources it returns must not be modified
 	// afterwards: they are held by the cache and marshalled when sent, and
-	// a resource returned (the same pointer) for several proxies in one round
+	// a resource returned (the same pointer) for several proxies of one world
 	// is validated and hashed once.
 	Generator xds.Generator
 	// Debounce coalesces change events: a push starts when no event arrived
@@ -106,8 +106,11 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu           sync.RWMutex
-	world        *model.World
+	mu    sync.RWMutex
+	world *model.World
+	// memo validates and hashes each resource of the current world once,
+	// whichever proxy's build meets it first; replaced with the world.
+	memo         *memo
 	pendingSince time.Time // first change event not yet pushed; zero if none
 	proxies      map[string]*proxyState
 	streams      map[streamKey]*streamState
@@ -173,6 +176,7 @@ func (s *Server) Update(world *model.World) {
 	}
 	s.mu.Lock()
 	s.world = world
+	s.memo = newMemo()
 	if s.pendingSince.IsZero() {
 		s.pendingSince = time.Now()
 	}
@@ -289,7 +293,7 @@ func (s *Server) attach(st *streamState, node *corev3.Node) error {
 	st.proxy = p
 	s.mu.Unlock()
 	if p.last.Load() == nil {
-		s.buildProxy(p, time.Time{}, nil)
+		s.buildProxy(p, time.Time{})
 	}
 	return nil
 }
