@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -15,6 +17,11 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/meshplane/meshplane/internal/controlplane"
 	"github.com/meshplane/meshplane/internal/meshd"
 )
 
@@ -32,15 +39,20 @@ What this release does:
   - loads the mesh config (--mesh-config), strictly: unknown fields are errors.
     The file is re-read every few seconds, so a ConfigMap mounted late, or
     changed, is picked up without a restart.
+  - watches Services, EndpointSlices, Pods, Namespaces and Nodes (honouring the
+    mesh config's discoverySelectors) and serves every proxy its configuration
+    over xDS (ADS, state of the world and delta) on --xds-addr: Envoy sidecars,
+    Envoy gateways and proxyless gRPC applications.
   - serves on --monitoring-addr:
-      /healthz  liveness: 200 while the process is up
-      /ready    readiness: 200 once the mesh config has loaded; 503 and the reason otherwise
-      /metrics  Prometheus metrics (meshd_build_info, meshd_mesh_config_load_errors_total,
-                Go and process metrics)
+      /healthz             liveness: 200 while the process is up
+      /ready               readiness: 200 once the mesh config has loaded and
+                           discovery has synced; 503 and the reason otherwise
+      /metrics             Prometheus metrics (meshd_build_info, meshd_xds_*, ...)
+      /debug/syncz         every connected proxy: type, sent and acked versions
+      /debug/config_dump?proxy=<id>  the resources last sent to a proxy
 
 ` + notImplemented + ` (they come in later releases):
-  - the xDS server: nothing listens on --xds-addr or --secure-xds-addr, and no
-    proxy configuration is served.
+  - xDS over mTLS: nothing listens on --secure-xds-addr (it needs the CA).
   - the CA: no workload certificates are signed; the mesh config's "ca" is
     only parsed and validated.
   - the sidecar injector webhook: nothing listens on --webhook-addr.
@@ -55,13 +67,14 @@ type options struct {
 	xdsAddr        string
 	secureXDSAddr  string
 	webhookAddr    string
+	kubeconfig     string
 }
 
 func newRootCommand() *cobra.Command {
 	o := &options{}
 	cmd := &cobra.Command{
 		Use:   "meshd",
-		Short: "Meshplane control plane (this release: mesh config and monitoring only; the xDS server, CA and injector webhook are not implemented yet)",
+		Short: "Meshplane control plane (this release: discovery and plaintext xDS; mTLS xDS, the CA and the injector webhook are not implemented yet)",
 		Long:  longHelp,
 		Args:  cobra.NoArgs,
 		// Errors are printed once, by main; a runtime error is not a usage error.
@@ -78,9 +91,11 @@ func newRootCommand() *cobra.Command {
 	f.StringVar(&o.revision, "revision", "default",
 		"control-plane revision this meshd serves; a mesh config naming another revision is refused")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "",
+		"kubeconfig of the cluster to watch when meshd runs outside it; in-cluster or $KUBECONFIG when empty")
 	f.StringVar(&o.monitoringAddr, "monitoring-addr", ":15014", "address of the monitoring server (/healthz, /ready, /metrics)")
 	f.StringVar(&o.xdsAddr, "xds-addr", ":15010",
-		"address of the plaintext xDS server; "+notImplemented+": accepted but not served in this release")
+		"address of the plaintext xDS server (ADS)")
 	f.StringVar(&o.secureXDSAddr, "secure-xds-addr", ":15012",
 		"address of the mTLS xDS server; "+notImplemented+": accepted but not served in this release")
 	f.StringVar(&o.webhookAddr, "webhook-addr", ":15017",
@@ -155,7 +170,6 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 	log := logger.WithName("meshd")
 
 	log.Info("starting meshd", "version", version, "revision", o.revision, "meshConfig", o.meshConfig)
-	log.Info(notImplemented+": not serving xDS (plaintext) on --xds-addr; the xDS server comes in a later release", "addr", o.xdsAddr)
 	log.Info(notImplemented+": not serving xDS (mTLS) on --secure-xds-addr; the xDS server comes in a later release", "addr", o.secureXDSAddr)
 	log.Info(notImplemented+": not serving the sidecar injector webhook on --webhook-addr; it comes in a later release", "addr", o.webhookAddr)
 	log.Info(notImplemented + ": no CA; workload certificates are not signed; the CA comes in a later release")
@@ -166,16 +180,59 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 	defer stop()
 	context.AfterFunc(ctx, stop)
 
+	restConfig, err := kubeConfig(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	var cp *controlplane.ControlPlane
 	srv := meshd.NewServer(meshd.Options{
 		MonitoringAddr: o.monitoringAddr,
 		MeshConfigPath: o.meshConfig,
 		Revision:       o.revision,
 		Version:        version,
 		Logger:         log,
+		Debug:          http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { cp.DebugHandler().ServeHTTP(w, r) }),
+		ReadyCheck:     func() (bool, string) { return cp.Ready() },
+		OnMeshConfig:   func(cfg *meshd.MeshConfig) { cp.SetMeshConfig(cfg) },
 	})
-	if err := srv.Run(ctx); err != nil {
+	cp, err = controlplane.New(controlplane.Options{
+		RestConfig: restConfig,
+		XDSAddr:    o.xdsAddr,
+		Registry:   srv.Registry(),
+		Logger:     log,
+	})
+	if err != nil {
+		return err
+	}
+	// Either stopping stops both: meshd without xDS, or without health, is no use.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cpErr := make(chan error, 1)
+	go func() {
+		defer cancel()
+		cpErr <- cp.Run(ctx)
+	}()
+	srvErr := srv.Run(ctx)
+	cancel()
+	if err := errors.Join(srvErr, <-cpErr); err != nil {
 		return err
 	}
 	log.Info("meshd stopped", "reason", context.Cause(ctx).Error())
 	return nil
+}
+
+// kubeConfig reads --kubeconfig when given, else the in-cluster config or $KUBECONFIG.
+func kubeConfig(path string) (*rest.Config, error) {
+	if path != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", path)
+		if err != nil {
+			return nil, fmt.Errorf("reading --kubeconfig %s: %w", path, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no cluster to watch (not in a cluster, no $KUBECONFIG, no --kubeconfig): %w", err)
+	}
+	return cfg, nil
 }

@@ -50,20 +50,23 @@ func TestHelpSaysWhatIsNotImplemented(t *testing.T) {
 	}
 	for _, want := range []string{
 		"NOT IMPLEMENTED YET",
-		"the xDS server: nothing listens on --xds-addr or --secure-xds-addr",
+		"xDS over mTLS: nothing listens on --secure-xds-addr",
 		"the CA: no workload certificates are signed",
 		"the sidecar injector webhook: nothing listens on --webhook-addr",
-		"/healthz", "/ready", "/metrics",
+		"/healthz", "/ready", "/metrics", "/debug/syncz", "/debug/config_dump",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help does not say %q:\n%s", want, help)
 		}
 	}
 	// Each unserved address flag says so in its own usage line too.
-	for _, flag := range []string{"--xds-addr", "--secure-xds-addr", "--webhook-addr"} {
+	for _, flag := range []string{"--secure-xds-addr", "--webhook-addr"} {
 		if line := lineWith(help, flag+" string"); !strings.Contains(line, "NOT IMPLEMENTED YET") {
 			t.Errorf("usage of %s does not say it is not implemented yet: %q", flag, line)
 		}
+	}
+	if line := lineWith(help, "--xds-addr string"); strings.Contains(line, "NOT IMPLEMENTED") {
+		t.Errorf("--xds-addr is served, but its usage says otherwise: %q", line)
 	}
 	for _, def := range []string{`"/etc/meshplane/mesh.yaml"`, `":15014"`, `":15010"`, `":15012"`, `":15017"`} {
 		if !strings.Contains(help, "(default "+def+")") {
@@ -99,9 +102,10 @@ func TestBadFlagsAreRefused(t *testing.T) {
 	}
 }
 
-// TestRunLogsUnservedPortsAndStopsOnSIGTERM runs meshd as main would, but on a
-// loopback port: it must log one line per address it does not serve, become
-// ready on a valid mesh config and stop cleanly on SIGTERM.
+// TestRunLogsUnservedPortsAndStopsOnSIGTERM runs meshd as main would, against
+// a real API server and on loopback ports: it must serve xDS, sync discovery,
+// log one line per address it does not serve, become ready on a valid mesh
+// config and stop cleanly on SIGTERM.
 func TestRunLogsUnservedPortsAndStopsOnSIGTERM(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mesh.yaml")
 	if err := os.WriteFile(path, []byte("trustDomain: example.org\n"), 0o600); err != nil {
@@ -118,6 +122,7 @@ func TestRunLogsUnservedPortsAndStopsOnSIGTERM(t *testing.T) {
 		"--secure-xds-addr", "127.0.0.1:25012",
 		"--webhook-addr", "127.0.0.1:25017",
 		"--log-level", "debug",
+		"--kubeconfig", kubeconfigPath,
 	})
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(context.Background()) }()
@@ -137,9 +142,10 @@ func TestRunLogsUnservedPortsAndStopsOnSIGTERM(t *testing.T) {
 	}
 	waitForLog("mesh config loaded: ready")
 	waitForLog("serving monitoring endpoints")
+	waitForLog("Serving xDS")
+	waitForLog("Service discovery synced")
 
 	for _, want := range []struct{ flag, addr string }{
-		{"--xds-addr", "127.0.0.1:25010"},
 		{"--secure-xds-addr", "127.0.0.1:25012"},
 		{"--webhook-addr", "127.0.0.1:25017"},
 	} {

@@ -44,6 +44,13 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Logger; discarded when unset.
 	Logger logr.Logger
+	// Debug, when set, is mounted at /debug/ (the xDS server's syncz and config_dump).
+	Debug http.Handler
+	// ReadyCheck, when set, must also pass for /ready (e.g. discovery synced).
+	ReadyCheck func() (bool, string)
+	// OnMeshConfig is called with each mesh config that loads, the first and
+	// every later change, outside the server's lock.
+	OnMeshConfig func(*MeshConfig)
 }
 
 // Server serves the monitoring endpoints and keeps the mesh config loaded.
@@ -131,6 +138,9 @@ func (s *Server) Handler() http.Handler {
 		writeText(w, http.StatusOK, "ok")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+	if s.opts.Debug != nil {
+		mux.Handle("/debug/", s.opts.Debug)
+	}
 	return mux
 }
 
@@ -148,6 +158,9 @@ func (s *Server) Ready() (bool, string) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.config != nil {
+		if s.opts.ReadyCheck != nil {
+			return s.opts.ReadyCheck()
+		}
 		return true, ""
 	}
 	if s.lastErr != nil {
@@ -260,10 +273,18 @@ func (s *Server) reload() {
 		key = "sha256: " + hex.EncodeToString(sum[:])
 	}
 
+	if cfg := s.load(path, key, data, readErr); cfg != nil && s.opts.OnMeshConfig != nil {
+		s.opts.OnMeshConfig(cfg)
+	}
+}
+
+// load parses the file's content unless it is the same as last time, and
+// returns the newly loaded config, if any.
+func (s *Server) load(path, key string, data []byte, readErr error) *MeshConfig {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if key == s.lastKey {
-		return
+		return nil
 	}
 	s.lastKey = key
 
@@ -283,7 +304,7 @@ func (s *Server) reload() {
 		} else {
 			s.log.Error(err, "mesh config changed but cannot be loaded: keeping the one loaded before; retrying", "every", s.opts.PollInterval.String())
 		}
-		return
+		return nil
 	}
 
 	msg := "mesh config loaded: ready"
@@ -297,4 +318,5 @@ func (s *Server) reload() {
 		"accessLogging", cfg.AccessLogging.Enabled,
 		"discoverySelectors", len(cfg.DiscoverySelectors),
 		"caType", cfg.CA.Type)
+	return cfg
 }

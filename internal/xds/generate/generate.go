@@ -8,6 +8,23 @@
 // Every resource passes go-control-plane's ValidateAll, including the typed
 // configs packed inside it.
 //
+// Names on the wire (see names.go):
+//   - clusters: outbound|<port>||<fqdn> per service port; inbound|<port>|| per
+//     workload port (sidecars); PassthroughCluster, BlackHoleCluster,
+//     InboundPassthroughCluster;
+//   - endpoints: named by their cluster (EDS clusters only);
+//   - sidecar listeners: virtualOutbound (15001), virtualInbound (15006),
+//     0.0.0.0_<port> per outbound service port; sidecar routes: "<port>";
+//   - gateway listeners: 0.0.0.0_<target port>; gateway routes: http.<port>;
+//   - gRPC client listeners and routes: <host>:<port> for every host in
+//     ServiceHosts; gRPC server listeners: GRPCServerListenerTemplate with
+//     <ip>:<port>, 0.0.0.0:<port>, [::]:<port>.
+//
+// Checks: Validate (ValidateAll on every resource and on the typed configs
+// inside it) and CheckReferences (listeners → routes → clusters → endpoints,
+// API listeners included, which go-control-plane's Snapshot.Consistent skips).
+// RenderYAML renders resources as the golden files show them.
+//
 // One small file per resource kind and proxy type. The builders of resources
 // that depend on a service port alone (outboundCluster, grpcCluster,
 // loadAssignment) and of those that depend on a name alone

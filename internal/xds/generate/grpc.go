@@ -14,9 +14,12 @@ import (
 // configuration for each name a client may dial (ServiceHosts + ":port"), the
 // EDS cluster outbound|port||fqdn and its endpoints.
 //
-// Server side, for every endpoint port at the proxy's IP: listeners for
-// ip:port, 0.0.0.0:port and [::]:port, the addresses xds.NewGRPCServer reports
-// for a listener on that IP, on ":port" (IPv4-only host) and on ":port".
+// Server side, for every endpoint port at the proxy's IP: the listeners
+// xds.NewGRPCServer asks for when it listens on that IP, on 0.0.0.0 or on ::
+// (":port" is reported as "[::]:port", or "0.0.0.0:port" on IPv4-only hosts),
+// named from GRPCServerListenerTemplate.
+//
+// GenerateGRPC builds the same resources for a list of listener names only.
 func grpcResources(world *model.World, proxy *model.Proxy) (xds.Resources, error) {
 	ns := proxyNamespace(proxy)
 	nPorts, nHosts := 0, 0

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/meshplane/meshplane/test/harness"
+)
+
+// kubeconfigPath reaches the real API server (envtest) meshd watches in these tests.
+var kubeconfigPath string
+
+func TestMain(m *testing.M) {
+	env, _, err := harness.StartEnvtest()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting envtest:", err)
+		os.Exit(1)
+	}
+	dir, err := os.MkdirTemp("", "meshd-test-")
+	if err == nil {
+		kubeconfigPath = filepath.Join(dir, "kubeconfig")
+		err = os.WriteFile(kubeconfigPath, env.KubeConfig, 0o600)
+	}
+	code := 1
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	} else {
+		code = m.Run()
+	}
+	_ = env.Stop()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}

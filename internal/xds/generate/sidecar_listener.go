@@ -1,0 +1,141 @@
+package generate
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// virtualOutboundListener takes every connection iptables redirects to
+// OutboundCapturePort and, with use_original_dst, hands it to the listener of
+// its original destination port; connections no listener claims go to
+// fallback (PassthroughCluster or BlackHoleCluster).
+func virtualOutboundListener(wildcard, fallback string) (*listenerv3.Listener, error) {
+	fc, err := tcpChain(fallback, fallback, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.Listener{
+		Name:             VirtualOutboundListener,
+		Address:          socketAddress(wildcard, OutboundCapturePort),
+		UseOriginalDst:   trueValue,
+		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		FilterChains:     []*listenerv3.FilterChain{fc},
+	}, nil
+}
+
+// sidecarOutboundListener is the listener for one outbound port
+// ("0.0.0.0_<port>", not bound: it receives connections from the virtual
+// outbound listener). TCP services are matched by destination IP: the cluster
+// IP, or for a headless service its endpoint addresses (an address two
+// services share goes to the first by hostname: Envoy rejects two chains with
+// the same match). Everything else goes, when HTTP services use the port, to
+// an HttpConnectionManager with RDS route configuration "<port>", else to
+// fallback.
+func sidecarOutboundListener(op outboundPort, wildcard, fallback string) (*listenerv3.Listener, error) {
+	chains := make([]*listenerv3.FilterChain, 0, len(op.TCP)+1)
+	seen := make(map[string]bool, len(op.TCP)) // prefixes already matched
+	for _, svc := range op.TCP {
+		var ranges []*corev3.CidrRange
+		addr := func(ip string) {
+			r := hostCIDR(ip)
+			if r == nil || seen[r.AddressPrefix] {
+				return
+			}
+			seen[r.AddressPrefix] = true
+			ranges = append(ranges, r)
+		}
+		if svc.ClusterIP != "" {
+			addr(svc.ClusterIP)
+		} else {
+			for _, ep := range svc.Endpoints {
+				addr(ep.Address)
+			}
+		}
+		if len(ranges) == 0 {
+			continue
+		}
+		cluster := OutboundClusterName(op.Port, "", svc.Hostname)
+		fc, err := tcpChain(cluster, cluster, &listenerv3.FilterChainMatch{PrefixRanges: ranges})
+		if err != nil {
+			return nil, err
+		}
+		chains = append(chains, fc)
+	}
+	if len(op.HTTP) > 0 {
+		f, err := hcmFilter(rdsHCM(OutboundListenerName(op.Port), SidecarRouteName(op.Port)))
+		if err != nil {
+			return nil, err
+		}
+		chains = append(chains, &listenerv3.FilterChain{Name: "http", Filters: []*listenerv3.Filter{f}})
+	} else {
+		fc, err := tcpChain(fallback, fallback, nil)
+		if err != nil {
+			return nil, err
+		}
+		chains = append(chains, fc)
+	}
+	return &listenerv3.Listener{
+		Name:             OutboundListenerName(op.Port),
+		Address:          socketAddress(wildcard, op.Port),
+		BindToPort:       falseValue,
+		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		FilterChains:     chains,
+	}, nil
+}
+
+// virtualInboundListener takes every connection iptables redirects to
+// InboundCapturePort. The original_dst listener filter restores the original
+// destination, so a filter chain per workload port (matched on destination
+// port) sends it to inbound|<port>||: HTTP ports through an
+// HttpConnectionManager, the others through a TCP proxy. Connections to
+// other ports pass through to the workload unchanged.
+func virtualInboundListener(wildcard string, ports []workloadPort) (*listenerv3.Listener, error) {
+	chains := make([]*listenerv3.FilterChain, 0, len(ports)+1)
+	for _, wp := range ports {
+		cluster := InboundClusterName(wp.Port)
+		match := &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(uint32(wp.Port))}
+		if !wp.Protocol.IsHTTP() {
+			fc, err := tcpChain(cluster, cluster, match)
+			if err != nil {
+				return nil, err
+			}
+			chains = append(chains, fc)
+			continue
+		}
+		rc := &routev3.RouteConfiguration{
+			Name: cluster,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    "inbound|http|" + itoa(wp.Port),
+				Domains: []string{"*"},
+				Routes:  []*routev3.Route{routeTo(cluster)},
+			}},
+		}
+		f, err := hcmFilter(inlineHCM("inbound_0.0.0.0_"+itoa(wp.Port), rc))
+		if err != nil {
+			return nil, err
+		}
+		chains = append(chains, &listenerv3.FilterChain{Name: cluster, FilterChainMatch: match, Filters: []*listenerv3.Filter{f}})
+	}
+	fc, err := tcpChain(InboundPassthroughCluster, InboundPassthroughCluster, nil)
+	if err != nil {
+		return nil, err
+	}
+	chains = append(chains, fc)
+	return &listenerv3.Listener{
+		Name:             VirtualInboundListener,
+		Address:          socketAddress(wildcard, InboundCapturePort),
+		ListenerFilters:  []*listenerv3.ListenerFilter{originalDstFilter},
+		TrafficDirection: corev3.TrafficDirection_INBOUND,
+		FilterChains:     chains,
+	}, nil
+}
+
+// wildcardFor is the any-address of the proxy's IP family.
+func wildcardFor(ip string) string {
+	if isIPv6(ip) {
+		return "::"
+	}
+	return "0.0.0.0"
+}
