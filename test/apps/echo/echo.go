@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -67,9 +66,9 @@ func NewXDSServer(name string, bootstrap []byte, opts ...grpc.ServerOption) (*xd
 }
 
 // Dial connects to an xds:/// target with the bootstrap (nil: the process's
-// GRPC_XDS_BOOTSTRAP).
+// GRPC_XDS_BOOTSTRAP); test pod IPs are reached on loopback (see PodDialer).
 func Dial(target string, bootstrap []byte) (*grpc.ClientConn, error) {
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), PodDialer()}
 	if bootstrap != nil {
 		resolver, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
 		if err != nil {
@@ -88,6 +87,3 @@ func Call(ctx context.Context, conn *grpc.ClientConn) (string, error) {
 	}
 	return resp.GetServerId(), nil
 }
-
-// Listen opens a TCP listener on a loopback address such as 127.0.0.2:0.
-func Listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
