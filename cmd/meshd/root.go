@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap/zapcore"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/meshplane/meshplane/internal/controlplane"
 	"github.com/meshplane/meshplane/internal/meshd"
+	"github.com/meshplane/meshplane/internal/xds/server"
 )
 
 // version of meshd, set at build time with
@@ -68,6 +70,8 @@ type options struct {
 	secureXDSAddr  string
 	webhookAddr    string
 	kubeconfig     string
+	debounceQuiet  time.Duration
+	debounceMax    time.Duration
 }
 
 func newRootCommand() *cobra.Command {
@@ -91,6 +95,10 @@ func newRootCommand() *cobra.Command {
 	f.StringVar(&o.revision, "revision", "default",
 		"control-plane revision this meshd serves; a mesh config naming another revision is refused")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.DurationVar(&o.debounceQuiet, "debounce-quiet", 100*time.Millisecond,
+		"push once no change has arrived for this long")
+	f.DurationVar(&o.debounceMax, "debounce-max", time.Second,
+		"push at the latest this long after the first change of a burst")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "",
 		"kubeconfig of the cluster to watch when meshd runs outside it; in-cluster or $KUBECONFIG when empty")
 	f.StringVar(&o.monitoringAddr, "monitoring-addr", ":15014", "address of the monitoring server (/healthz, /ready, /metrics)")
@@ -152,6 +160,9 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.debounceQuiet <= 0 || o.debounceMax < o.debounceQuiet {
+		return fmt.Errorf("--debounce-quiet (%s) must be positive and at most --debounce-max (%s)", o.debounceQuiet, o.debounceMax)
+	}
 	for _, a := range []struct{ flag, addr string }{
 		{"monitoring-addr", o.monitoringAddr},
 		{"xds-addr", o.xdsAddr},
@@ -198,6 +209,7 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 	cp, err = controlplane.New(controlplane.Options{
 		RestConfig: restConfig,
 		XDSAddr:    o.xdsAddr,
+		Debounce:   server.Debounce{Quiet: o.debounceQuiet, Max: o.debounceMax},
 		Registry:   srv.Registry(),
 		Logger:     log,
 	})

@@ -95,6 +95,7 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{[]string{"--webhook-addr", ":http"}, "--webhook-addr"},
 		{[]string{"--monitoring-addr", "127.0.0.1:99999"}, "--monitoring-addr"},
 		{[]string{"serve"}, "unknown command"},
+		{[]string{"--debounce-quiet", "2s", "--debounce-max", "1s"}, "--debounce-quiet"},
 	} {
 		if _, err := execute(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("meshd %v: error %v, want one mentioning %q", tc.args, err, tc.want)

@@ -5,7 +5,7 @@
 package model
 
 import (
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -135,7 +135,8 @@ type Workload struct {
 }
 
 // NewWorld indexes and sorts services and workloads. The inputs become part of
-// the World and must not be modified afterwards.
+// the World and must not be modified afterwards. Inputs that are already sorted
+// are never written to, so a Service may be shared by successive Worlds.
 func NewWorld(mesh MeshConfig, services []*Service, workloads []*Workload) *World {
 	if mesh.DomainSuffix == "" {
 		mesh.DomainSuffix = "cluster.local"
@@ -149,26 +150,25 @@ func NewWorld(mesh MeshConfig, services []*Service, workloads []*Workload) *Worl
 		workloadsByIP:   make(map[string]*Workload, len(workloads)),
 		workloadsByName: make(map[string]*Workload, len(workloads)),
 	}
-	sort.Slice(services, func(i, j int) bool { return services[i].Hostname < services[j].Hostname })
+	sortIfNeeded(services, func(a, b *Service) int { return strings.Compare(a.Hostname, b.Hostname) })
 	for _, s := range services {
-		sort.Slice(s.Ports, func(i, j int) bool { return s.Ports[i].Port < s.Ports[j].Port })
-		sort.Slice(s.Endpoints, func(i, j int) bool {
-			a, b := s.Endpoints[i], s.Endpoints[j]
-			if a.Address != b.Address {
-				return a.Address < b.Address
+		sortIfNeeded(s.Ports, func(a, b ServicePort) int { return int(a.Port) - int(b.Port) })
+		sortIfNeeded(s.Endpoints, func(a, b *Endpoint) int {
+			if c := strings.Compare(a.Address, b.Address); c != 0 {
+				return c
 			}
-			return a.Pod < b.Pod
+			return strings.Compare(a.Pod, b.Pod)
 		})
 		w.servicesByHost[s.Hostname] = s
 		if s.ClusterIP != "" {
 			w.servicesByVIP[s.ClusterIP] = s
 		}
 	}
-	sort.Slice(workloads, func(i, j int) bool {
-		if workloads[i].Namespace != workloads[j].Namespace {
-			return workloads[i].Namespace < workloads[j].Namespace
+	sortIfNeeded(workloads, func(a, b *Workload) int {
+		if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+			return c
 		}
-		return workloads[i].Name < workloads[j].Name
+		return strings.Compare(a.Name, b.Name)
 	})
 	for _, wl := range workloads {
 		w.workloadsByName[wl.Namespace+"/"+wl.Name] = wl
@@ -177,6 +177,13 @@ func NewWorld(mesh MeshConfig, services []*Service, workloads []*Workload) *Worl
 		}
 	}
 	return w
+}
+
+// sortIfNeeded sorts s unless it already is, so shared inputs stay untouched.
+func sortIfNeeded[T any](s []T, cmp func(a, b T) int) {
+	if !slices.IsSortedFunc(s, cmp) {
+		slices.SortFunc(s, cmp)
+	}
 }
 
 // ServiceByHostname finds a service by its fully qualified name.

@@ -265,21 +265,32 @@ func TestProxylessGRPCThroughMeshd(t *testing.T) {
 		return got["error"] == 0 && got[a.name] > 0 && got[b.name] > 0
 	})
 
+	c := backend{"echo-c", echo.PodIP(6)}
+	serveBackends(t, xdsAddr, ns, port, []backend{c})
+	setEndpoints(t, ns, "echo", port, []backend{a, b, c})
+	waitForSplit(t, "an added endpoint receives traffic", call, func(got map[string]int) bool {
+		return got["error"] == 0 && got[a.name] > 0 && got[b.name] > 0 && got[c.name] > 0
+	})
+
 	setEndpoints(t, ns, "echo", port, []backend{a, b}, b.name)
 	waitForSplit(t, "traffic leaves the not-ready backend", call, only(a.name))
 
 	setEndpoints(t, ns, "echo", port, []backend{b})
 	waitForSplit(t, "traffic follows the EndpointSlice to the other backend", call, only(b.name))
 
-	// Every proxy (two servers, one client) holds and acknowledges what it was sent.
+	// Every proxy (three servers, one client) acknowledged what it was sent: the
+	// servers ask only for listeners, the client for all four types.
 	framework.Poll(t, wait, "every proxy ACKed its configuration", func() error {
 		proxies := m.syncz(t)
-		if len(proxies) != 3 {
+		if len(proxies) != 4 {
 			return fmt.Errorf("%d proxies in syncz: %+v", len(proxies), proxies)
 		}
 		for _, p := range proxies {
 			if p.Type != "grpc" {
 				return fmt.Errorf("proxy %s has type %q", p.ID, p.Type)
+			}
+			if p.Types[listenerType].Acked == "" {
+				return fmt.Errorf("proxy %s has not ACKed any listener: %+v", p.ID, p.Types)
 			}
 			for typ, st := range p.Types {
 				if st.Sent != st.Acked || st.LastNack != nil {
@@ -290,6 +301,8 @@ func TestProxylessGRPCThroughMeshd(t *testing.T) {
 		return nil
 	})
 }
+
+const listenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
 
 func TestClientsKeepServingWhileMeshdRestarts(t *testing.T) {
 	const ns = "echo-restart"
