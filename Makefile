@@ -55,9 +55,19 @@ test: k8s-bins vet ## Run every test against real API servers (envtest and a sim
 ##@ Demo
 
 .PHONY: demo
-demo: k8s-bins build ## Start a simulated cluster, run the operator, install the sample mesh.
-	go run ./hack/demo up
+demo: k8s-bins build ## Simulated cluster, operator, sample mesh, meshd, proxyless gRPC calls through it.
+	go build -o bin/demo ./hack/demo
+	bin/demo up
 
 .PHONY: demo-down
 demo-down: ## Stop what `make demo` started.
 	go run ./hack/demo down
+
+##@ Benchmark
+
+BENCH_CLIENTS ?= 200,1000,2000
+BENCH_FLAGS   ?=
+
+.PHONY: bench
+bench: k8s-bins ## Benchmark meshd's control plane: 1000 Services, N simulated Envoys (BENCH_CLIENTS=200,1000,2000; BENCH_FLAGS=-cpuprofile=/tmp/cp).
+	go run ./test/bench -clients $(BENCH_CLIENTS) $(BENCH_FLAGS)

@@ -11,12 +11,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -48,6 +45,10 @@ func main() {
 		err = up(context.Background())
 	case "down":
 		err = down(context.Background())
+	case "echo-server":
+		err = echoServer(os.Args[2:])
+	case "echo-client":
+		err = echoClient(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q: use up or down", cmd)
 	}
@@ -57,21 +58,21 @@ func main() {
 	}
 }
 
-type paths struct{ root, workdir, operatorBin, operatorLog, operatorPID, sample string }
+type paths struct{ root, workdir, sample string }
+
+func (p paths) bin(name string) string     { return filepath.Join(p.root, "bin", name) }
+func (p paths) logFile(name string) string { return filepath.Join(p.workdir, name+".log") }
+func (p paths) pidFile(name string) string { return filepath.Join(p.workdir, name+".pid") }
 
 func demoPaths() (paths, error) {
 	root, err := harness.ModuleRoot()
 	if err != nil {
 		return paths{}, err
 	}
-	work := filepath.Join(root, ".demo")
 	return paths{
-		root:        root,
-		workdir:     work,
-		operatorBin: filepath.Join(root, "bin", "operator"),
-		operatorLog: filepath.Join(work, "operator.log"),
-		operatorPID: filepath.Join(work, "operator.pid"),
-		sample:      filepath.Join(root, "config", "samples", "meshcontrolplane.yaml"),
+		root:    root,
+		workdir: filepath.Join(root, ".demo"),
+		sample:  filepath.Join(root, "config", "samples", "meshcontrolplane.yaml"),
 	}, nil
 }
 
@@ -81,8 +82,10 @@ func up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(p.operatorBin); err != nil {
-		return fmt.Errorf("%s is missing: run `make build` (make demo does)", p.operatorBin)
+	for _, bin := range []string{"operator", "meshd"} {
+		if _, err := os.Stat(p.bin(bin)); err != nil {
+			return fmt.Errorf("%s is missing: run `make build` (make demo does)", p.bin(bin))
+		}
 	}
 
 	step("Starting a simulated cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (fake node)")
@@ -96,9 +99,10 @@ func up(ctx context.Context) error {
 	}
 	detail("API server %s, CRD meshcontrolplanes.operator.meshplane.io installed", cluster.Config.Host)
 
-	step("Starting the operator (bin/operator), logging to %s", rel(p, p.operatorLog))
-	stopOperator(p) // a previous demo's
-	if err := startOperator(p, cluster.Kubeconfig); err != nil {
+	stopAll(p) // whatever a previous demo left running
+	step("Starting the operator (bin/operator), logging to %s", rel(p, p.logFile("operator")))
+	if err := startBackground(p, "operator", []string{"KUBECONFIG=" + cluster.Kubeconfig},
+		p.bin("operator"), "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0"); err != nil {
 		return err
 	}
 
@@ -110,7 +114,7 @@ func up(ctx context.Context) error {
 
 	step("Waiting for the mesh to converge")
 	if err := watchUntilReady(ctx, c, mcp.Name); err != nil {
-		tailLog(p.operatorLog, 20)
+		tailLog(p.logFile("operator"), 20)
 		return err
 	}
 
@@ -127,10 +131,23 @@ func up(ctx context.Context) error {
 		return err
 	}
 
-	fmt.Printf("\nThe mesh is Ready (%s from start).\n", time.Since(start).Round(100*time.Millisecond))
+	fmt.Printf("\nThe MeshControlPlane is Ready (%s from start).\n", time.Since(start).Round(100*time.Millisecond))
+
+	// kwok only simulates pods, so meshd runs here, on this machine, against
+	// the demo cluster and with the mesh config the operator rendered.
+	meshd, err := runMeshd(ctx, p, c, cluster.Kubeconfig, mcp)
+	if err != nil {
+		return err
+	}
+	if err := runProxylessGRPC(ctx, p, c, meshd); err != nil {
+		return err
+	}
+
+	fmt.Printf("\nDone in %s.\n", time.Since(start).Round(100*time.Millisecond))
 	fmt.Printf("  kubeconfig:    %s\n", cluster.Kubeconfig)
 	fmt.Printf("  try:           kubectl --kubeconfig %s get mcp -o yaml\n", cluster.Kubeconfig)
-	fmt.Printf("  operator log:  %s\n", p.operatorLog)
+	fmt.Printf("  meshd:         curl -s http://%s/debug/syncz\n", meshd.monitoringAddr)
+	fmt.Printf("  logs:          %s/*.log\n", rel(p, p.workdir))
 	fmt.Printf("  stop it all:   make demo-down\n")
 	return nil
 }
@@ -140,7 +157,7 @@ func down(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	stopOperator(p)
+	stopAll(p)
 	if _, err := os.Stat(filepath.Join(p.workdir, "clusters", clusterName)); errors.Is(err, os.ErrNotExist) {
 		fmt.Println("No demo cluster is running.")
 		return nil
@@ -153,57 +170,8 @@ func down(ctx context.Context) error {
 	if err := cluster.Stop(); err != nil {
 		return err
 	}
-	fmt.Println("Stopped the operator and deleted the demo cluster.")
+	fmt.Println("Stopped the operator, meshd and the demo apps, and deleted the demo cluster.")
 	return nil
-}
-
-// startOperator runs bin/operator in its own session, so that it outlives make.
-func startOperator(p paths, kubeconfig string) error {
-	logFile, err := os.Create(p.operatorLog)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	cmd := exec.Command(p.operatorBin,
-		"--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting the operator: %w", err)
-	}
-	detail("operator pid %d", cmd.Process.Pid)
-	if err := os.WriteFile(p.operatorPID, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
-		return err
-	}
-	return cmd.Process.Release()
-}
-
-// stopOperator ends the operator a previous run started, if it still runs.
-func stopOperator(p paths) {
-	data, err := os.ReadFile(p.operatorPID)
-	if err != nil {
-		return
-	}
-	defer os.Remove(p.operatorPID)
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || !isOperator(pid, p.operatorBin) {
-		return
-	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	for range 50 {
-		if syscall.Kill(pid, 0) != nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-}
-
-// isOperator guards against killing an unrelated process that reused the pid.
-func isOperator(pid int, bin string) bool {
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	return err == nil && strings.TrimSuffix(exe, " (deleted)") == bin
 }
 
 func applySample(ctx context.Context, c client.Client, path string) (*v1alpha1.MeshControlPlane, error) {
