@@ -58,6 +58,7 @@ func New(opts Options) (*ControlPlane, error) {
 	}
 	xdsServer, err := server.New(server.Options{
 		Generator: generate.Generate,
+		Validate:  generate.ValidateResource,
 		Debounce:  opts.Debounce,
 		Registry:  opts.Registry,
 		Logger:    log.WithName("xds"),

@@ -11,6 +11,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -35,6 +36,10 @@ func Validate(res xds.Resources) error {
 	}
 	return errors.Join(errs...)
 }
+
+// ValidateResource validates one resource as Validate does, including the
+// configs packed inside it. meshd's xDS server uses it before every push.
+func ValidateResource(r types.Resource) error { return validateDeep(r) }
 
 type validator interface{ ValidateAll() error }
 

@@ -44,6 +44,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	deltaserver "github.com/envoyproxy/go-control-plane/pkg/server/delta/v3"
@@ -77,6 +78,9 @@ type Options struct {
 	// for Quiet, or Max after the first event of the burst, whichever is
 	// first. Zero values take the defaults (100ms, 1s).
 	Debounce Debounce
+	// Validate checks one resource before it is pushed; a resource that fails
+	// is dropped. Nil: go-control-plane's ValidateAll of the resource itself.
+	Validate func(types.Resource) error
 	// Registry receives the meshd_xds_* metrics. Nil: metrics are kept but
 	// not registered anywhere.
 	Registry prometheus.Registerer
@@ -93,6 +97,7 @@ type Debounce struct {
 // Server serves the current world's configuration to connected proxies.
 type Server struct {
 	gen      xds.Generator
+	validate func(types.Resource) error
 	debounce Debounce
 	log      logr.Logger
 	metrics  *metrics
@@ -149,6 +154,7 @@ func New(opts Options) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		gen:      opts.Generator,
+		validate: opts.Validate,
 		debounce: opts.Debounce,
 		log:      log,
 		metrics:  m,
@@ -176,7 +182,7 @@ func (s *Server) Update(world *model.World) {
 	}
 	s.mu.Lock()
 	s.world = world
-	s.memo = newMemo()
+	s.memo = newMemo(s.validate)
 	if s.pendingSince.IsZero() {
 		s.pendingSince = time.Now()
 	}

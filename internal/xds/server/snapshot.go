@@ -215,8 +215,9 @@ func (s *Server) invalid(proxyID string, t resourcev3.Type, name string, err err
 // pay for it once, not once per proxy. A resource must not be modified once
 // a generator returned it.
 type memo struct {
-	mu sync.Mutex
-	m  map[types.Resource]*checked
+	mu       sync.Mutex
+	m        map[types.Resource]*checked
+	validate func(types.Resource) error
 }
 
 type checked struct {
@@ -226,14 +227,20 @@ type checked struct {
 	err    error
 }
 
-func newMemo() *memo { return &memo{m: map[types.Resource]*checked{}} }
+// newMemo validates with validate, or with ValidateAll when it is nil.
+func newMemo(validate func(types.Resource) error) *memo {
+	if validate == nil {
+		validate = validateAll
+	}
+	return &memo{m: map[types.Resource]*checked{}, validate: validate}
+}
 
 // check runs ValidateAll on r, computes its content digest (the SHA-256 of
 // its deterministic wire bytes) and its references. m may be nil.
 func (m *memo) check(r types.Resource) *checked {
 	if m == nil {
 		c := &checked{}
-		c.run(r)
+		c.run(r, validateAll)
 		return c
 	}
 	m.mu.Lock()
@@ -243,17 +250,22 @@ func (m *memo) check(r types.Resource) *checked {
 		m.m[r] = c
 	}
 	m.mu.Unlock()
-	c.once.Do(func() { c.run(r) })
+	c.once.Do(func() { c.run(r, m.validate) })
 	return c
 }
 
-func (c *checked) run(r types.Resource) {
+// validateAll is go-control-plane's generated validation of the resource
+// itself (not of the configs packed in its Any fields).
+func validateAll(r types.Resource) error {
 	v, ok := r.(interface{ ValidateAll() error })
 	if !ok {
-		c.err = fmt.Errorf("%T has no ValidateAll", r)
-		return
+		return fmt.Errorf("%T has no ValidateAll", r)
 	}
-	if err := v.ValidateAll(); err != nil {
+	return v.ValidateAll()
+}
+
+func (c *checked) run(r types.Resource, validate func(types.Resource) error) {
+	if err := validate(r); err != nil {
 		c.err = err
 		return
 	}

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"errors"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"testing"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -68,7 +71,7 @@ func TestHashing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2, err := s.assemble("p", res2, newMemo())
+	a2, err := s.assemble("p", res2, newMemo(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +119,7 @@ func TestRepair(t *testing.T) {
 // TestMemo: a resource shared between proxies is checked once.
 func TestMemo(t *testing.T) {
 	res, _ := testGenerator("")(testWorld(1, 1), &model.Proxy{ID: "p"})
-	m := newMemo()
+	m := newMemo(nil)
 	r := res[resourcev3.ClusterType][0]
 	c1, c2 := m.check(r), m.check(r)
 	if c1 != c2 || c1.err != nil || c1.digest == "" {
@@ -125,5 +128,22 @@ func TestMemo(t *testing.T) {
 	other, _ := testGenerator("")(testWorld(1, 1), &model.Proxy{ID: "q"})
 	if c3 := m.check(other[resourcev3.ClusterType][0]); c3 == c1 || c3.digest != c1.digest {
 		t.Errorf("an equal resource at another address: %p (digest %s), want a new check with digest %s", c3, c3.digest, c1.digest)
+	}
+}
+
+// The validator given in Options (meshd passes one that also checks packed
+// configs) decides what is pushed.
+func TestMemoUsesTheGivenValidator(t *testing.T) {
+	res, _ := testGenerator("")(testWorld(1, 1), &model.Proxy{ID: "p"})
+	refused := errors.New("refused by the deep validator")
+	calls := 0
+	m := newMemo(func(types.Resource) error { calls++; return refused })
+	r := res[resourcev3.ClusterType][0]
+	if c := m.check(r); !errors.Is(c.err, refused) {
+		t.Fatalf("err %v, want the validator's", c.err)
+	}
+	m.check(r)
+	if calls != 1 {
+		t.Fatalf("validator called %d times for one resource of one world", calls)
 	}
 }
