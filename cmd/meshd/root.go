@@ -54,7 +54,8 @@ What this release does:
       /debug/config_dump?proxy=<id>  the resources last sent to a proxy
 
 ` + notImplemented + ` (they come in later releases):
-  - xDS over mTLS: nothing listens on --secure-xds-addr (it needs the CA).
+  - xDS over mTLS: --secure-xds-addr serves the same xDS in PLAINTEXT until the
+    CA exists (it has no certificates to present yet).
   - the CA: no workload certificates are signed; the mesh config's "ca" is
     only parsed and validated.
   - the sidecar injector webhook: nothing listens on --webhook-addr.
@@ -105,7 +106,7 @@ func newRootCommand() *cobra.Command {
 	f.StringVar(&o.xdsAddr, "xds-addr", ":15010",
 		"address of the plaintext xDS server (ADS)")
 	f.StringVar(&o.secureXDSAddr, "secure-xds-addr", ":15012",
-		"address of the mTLS xDS server; "+notImplemented+": accepted but not served in this release")
+		"address of the xDS server meant for mTLS; "+notImplemented+": serves plaintext xDS until the CA exists")
 	f.StringVar(&o.webhookAddr, "webhook-addr", ":15017",
 		"address of the sidecar injector webhook; "+notImplemented+": accepted but not served in this release")
 
@@ -181,7 +182,6 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 	log := logger.WithName("meshd")
 
 	log.Info("starting meshd", "version", version, "revision", o.revision, "meshConfig", o.meshConfig)
-	log.Info(notImplemented+": not serving xDS (mTLS) on --secure-xds-addr; the xDS server comes in a later release", "addr", o.secureXDSAddr)
 	log.Info(notImplemented+": not serving the sidecar injector webhook on --webhook-addr; it comes in a later release", "addr", o.webhookAddr)
 	log.Info(notImplemented + ": no CA; workload certificates are not signed; the CA comes in a later release")
 
@@ -207,11 +207,12 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 		OnMeshConfig:   func(cfg *meshd.MeshConfig) { cp.SetMeshConfig(cfg) },
 	})
 	cp, err = controlplane.New(controlplane.Options{
-		RestConfig: restConfig,
-		XDSAddr:    o.xdsAddr,
-		Debounce:   server.Debounce{Quiet: o.debounceQuiet, Max: o.debounceMax},
-		Registry:   srv.Registry(),
-		Logger:     log,
+		RestConfig:    restConfig,
+		XDSAddr:       o.xdsAddr,
+		SecureXDSAddr: o.secureXDSAddr,
+		Debounce:      server.Debounce{Quiet: o.debounceQuiet, Max: o.debounceMax},
+		Registry:      srv.Registry(),
+		Logger:        log,
 	})
 	if err != nil {
 		return err

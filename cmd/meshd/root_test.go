@@ -50,7 +50,7 @@ func TestHelpSaysWhatIsNotImplemented(t *testing.T) {
 	}
 	for _, want := range []string{
 		"NOT IMPLEMENTED YET",
-		"xDS over mTLS: nothing listens on --secure-xds-addr",
+		"--secure-xds-addr serves the same xDS in PLAINTEXT until the",
 		"the CA: no workload certificates are signed",
 		"the sidecar injector webhook: nothing listens on --webhook-addr",
 		"/healthz", "/ready", "/metrics", "/debug/syncz", "/debug/config_dump",
@@ -144,10 +144,10 @@ func TestRunLogsUnservedPortsAndStopsOnSIGTERM(t *testing.T) {
 	waitForLog("mesh config loaded: ready")
 	waitForLog("serving monitoring endpoints")
 	waitForLog("Serving xDS")
+	waitForLog("Serving xDS on the mTLS port WITHOUT TLS")
 	waitForLog("Service discovery synced")
 
 	for _, want := range []struct{ flag, addr string }{
-		{"--secure-xds-addr", "127.0.0.1:25012"},
 		{"--webhook-addr", "127.0.0.1:25017"},
 	} {
 		line := lineWith(logs.String(), "on "+want.flag+";")

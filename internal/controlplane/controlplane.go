@@ -28,6 +28,9 @@ type Options struct {
 	RestConfig *rest.Config
 	// XDSAddr is the plaintext ADS address (15010).
 	XDSAddr string
+	// SecureXDSAddr is the ADS address meant for mTLS (15012). Until the mesh
+	// CA exists it serves the same plaintext ADS; empty: not served.
+	SecureXDSAddr string
 	// Debounce of change events before a push; zero values take the defaults.
 	Debounce server.Debounce
 	// Registry receives the meshd_xds_* metrics.
@@ -42,6 +45,8 @@ type ControlPlane struct {
 	log      logr.Logger
 	xds      *server.Server
 	listener net.Listener
+	// secureListener is nil when SecureXDSAddr is empty.
+	secureListener net.Listener
 
 	// meshConfigs carries the latest mesh config to Run (latest wins).
 	meshConfigs chan *meshd.MeshConfig
@@ -70,12 +75,20 @@ func New(opts Options) (*ControlPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening for xDS on %s: %w", opts.XDSAddr, err)
 	}
+	var secure net.Listener
+	if opts.SecureXDSAddr != "" {
+		if secure, err = net.Listen("tcp", opts.SecureXDSAddr); err != nil {
+			lis.Close()
+			return nil, fmt.Errorf("listening for xDS on %s: %w", opts.SecureXDSAddr, err)
+		}
+	}
 	return &ControlPlane{
-		opts:        opts,
-		log:         log,
-		xds:         xdsServer,
-		listener:    lis,
-		meshConfigs: make(chan *meshd.MeshConfig, 1),
+		opts:           opts,
+		log:            log,
+		xds:            xdsServer,
+		listener:       lis,
+		secureListener: secure,
+		meshConfigs:    make(chan *meshd.MeshConfig, 1),
 	}, nil
 }
 
@@ -115,9 +128,13 @@ func (c *ControlPlane) Ready() (bool, string) {
 func (c *ControlPlane) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- c.xds.Serve(ctx, c.listener) }()
 	c.log.Info("Serving xDS (ADS, state of the world and delta)", "addr", c.listener.Addr().String())
+	if c.secureListener != nil {
+		go func() { serveErr <- c.xds.Serve(ctx, c.secureListener) }()
+		c.log.Info("Serving xDS on the mTLS port WITHOUT TLS until the mesh CA exists", "addr", c.secureListener.Addr().String())
+	}
 
 	var disc *discovery.Discovery
 	discErr := make(chan error, 1)
@@ -128,7 +145,11 @@ func (c *ControlPlane) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return errors.Join(<-serveErr)
+			errs := []error{<-serveErr}
+			if c.secureListener != nil {
+				errs = append(errs, <-serveErr)
+			}
+			return errors.Join(errs...)
 		case err := <-serveErr:
 			return fmt.Errorf("xDS server: %w", err)
 		case err := <-discErr:
