@@ -25,7 +25,7 @@ func TestProtocolOf(t *testing.T) {
 
 func TestNewWorldSortsAndIndexes(t *testing.T) {
 	b := &Service{Name: "b", Namespace: "x", Hostname: "b.x.svc.cluster.local", ClusterIP: "10.0.0.2",
-		Ports: []ServicePort{{Name: "grpc", Port: 9090}, {Name: "http", Port: 80}},
+		Ports:     []ServicePort{{Name: "grpc", Port: 9090}, {Name: "http", Port: 80}},
 		Endpoints: []*Endpoint{{Address: "10.1.0.9"}, {Address: "10.1.0.1"}}}
 	a := &Service{Name: "a", Namespace: "x", Hostname: "a.x.svc.cluster.local"}
 	w := NewWorld(MeshConfig{}, []*Service{b, a}, []*Workload{{Name: "p", Namespace: "x", IP: "10.1.0.1"}})
