@@ -62,7 +62,7 @@ func New(opts Options) (*ControlPlane, error) {
 		log = logr.Discard()
 	}
 	xdsServer, err := server.New(server.Options{
-		Generator: generate.Generate,
+		Generator: generate.NewCache().Generate,
 		Validate:  generate.ValidateResource,
 		Debounce:  opts.Debounce,
 		Registry:  opts.Registry,

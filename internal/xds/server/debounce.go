@@ -67,7 +67,14 @@ func (s *Server) debounceLoop(ctx context.Context) {
 // can reach its service, and then only their EDS — and let the generator
 // rebuild only the affected types. Until then every proxy is regenerated and
 // the content hashes keep unchanged types from being re-sent.
+//
+// At the end of the round, the validation memo forgets the resources no
+// build of this round used.
 func (s *Server) pushAll(changeTime time.Time) {
+	defer func() {
+		kept, dropped := s.memo.rotate()
+		s.log.V(1).Info("push round done", "memoKept", kept, "memoDropped", dropped)
+	}()
 	proxies := s.connected()
 	if len(proxies) == 0 {
 		return

@@ -71,8 +71,8 @@ type Options struct {
 	// Generator builds one proxy's configuration. Required. It must not
 	// modify the world, and the resources it returns must not be modified
 	// afterwards: they are held by the cache and marshalled when sent, and
-	// a resource returned (the same pointer) for several proxies of one world
-	// is validated and hashed once.
+	// a resource returned (the same pointer) for several proxies, or in
+	// successive worlds, is validated and hashed once (generate.Cache).
 	Generator xds.Generator
 	// Debounce coalesces change events: a push starts when no event arrived
 	// for Quiet, or Max after the first event of the burst, whichever is
@@ -113,8 +113,9 @@ type Server struct {
 
 	mu    sync.RWMutex
 	world *model.World
-	// memo validates and hashes each resource of the current world once,
-	// whichever proxy's build meets it first; replaced with the world.
+	// memo validates and hashes each resource once, whichever proxy's
+	// build meets it first, and keeps the result across worlds while some
+	// build of the last push rounds used it (see memo.rotate).
 	memo         *memo
 	pendingSince time.Time // first change event not yet pushed; zero if none
 	proxies      map[string]*proxyState
@@ -163,6 +164,7 @@ func New(opts Options) (*Server, error) {
 		proxies:  map[string]*proxyState{},
 		streams:  map[streamKey]*streamState{},
 		changed:  make(chan struct{}, 1),
+		memo:     newMemo(opts.Validate),
 	}
 	gcpLog := gcpLogger{log.WithName("go-control-plane")}
 	// Non-ADS mode: answers named subsets; see the package comment.
@@ -182,7 +184,6 @@ func (s *Server) Update(world *model.World) {
 	}
 	s.mu.Lock()
 	s.world = world
-	s.memo = newMemo(s.validate)
 	if s.pendingSince.IsZero() {
 		s.pendingSince = time.Now()
 	}

@@ -210,14 +210,21 @@ func (s *Server) invalid(proxyID string, t resourcev3.Type, name string, err err
 	s.log.Error(err, "invalid xDS resource dropped", "proxy", proxyID, "type", t, "name", name)
 }
 
-// memo validates and hashes each resource once per world, by pointer:
-// generators that share resources between proxies (as they must, to scale)
-// pay for it once, not once per proxy. A resource must not be modified once
-// a generator returned it.
+// memo validates and hashes each resource once in its life, by pointer:
+// generators that share resources between proxies and between worlds (as
+// they must, to scale; generate.Cache does) pay for it once, not once per
+// proxy and per world. A resource must not be modified once a generator
+// returned it.
+//
+// Entries live in two generations: cur holds those checked or reused since
+// the last rotate (the end of a push round), prev those of the round before.
+// A lookup that finds its entry in prev moves it to cur; rotate drops prev,
+// so entries no build of the last round used are evicted, and the memo
+// holds at most the resources of the last two rounds.
 type memo struct {
-	mu       sync.Mutex
-	m        map[types.Resource]*checked
-	validate func(types.Resource) error
+	mu        sync.Mutex
+	cur, prev map[types.Resource]*checked
+	validate  func(types.Resource) error
 }
 
 type checked struct {
@@ -232,7 +239,7 @@ func newMemo(validate func(types.Resource) error) *memo {
 	if validate == nil {
 		validate = validateAll
 	}
-	return &memo{m: map[types.Resource]*checked{}, validate: validate}
+	return &memo{cur: map[types.Resource]*checked{}, prev: map[types.Resource]*checked{}, validate: validate}
 }
 
 // check runs ValidateAll on r, computes its content digest (the SHA-256 of
@@ -244,14 +251,36 @@ func (m *memo) check(r types.Resource) *checked {
 		return c
 	}
 	m.mu.Lock()
-	c := m.m[r]
+	c := m.cur[r]
 	if c == nil {
-		c = &checked{}
-		m.m[r] = c
+		if c = m.prev[r]; c != nil {
+			delete(m.prev, r)
+		} else {
+			c = &checked{}
+		}
+		m.cur[r] = c
 	}
 	m.mu.Unlock()
 	c.once.Do(func() { c.run(r, m.validate) })
 	return c
+}
+
+// rotate ends a push round: the entries no check used since the previous
+// rotate are dropped. It returns how many entries were kept and dropped.
+func (m *memo) rotate() (kept, dropped int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dropped = len(m.prev)
+	kept = len(m.cur)
+	m.prev, m.cur = m.cur, make(map[types.Resource]*checked, len(m.cur))
+	return kept, dropped
+}
+
+// len is the number of entries held.
+func (m *memo) len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.cur) + len(m.prev)
 }
 
 // validateAll is go-control-plane's generated validation of the resource

@@ -1,0 +1,505 @@
+package generate
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/meshplane/meshplane/internal/model"
+	"github.com/meshplane/meshplane/internal/xds"
+)
+
+// Cache is a Generate that builds every resource that does not depend on the
+// proxy once, and hands the same message (the same pointer) to every proxy
+// that gets it:
+//
+//   - per *model.Service pointer, across worlds (discovery keeps the pointer
+//     of an unchanged Service): its Envoy and gRPC clusters, its
+//     ClusterLoadAssignments (shared by Envoys and gRPC clients), and its
+//     gRPC client listeners and route configurations (those for the
+//     qualified names, and those for the short name, which only clients in
+//     the Service's namespace get). None of them read the mesh config.
+//     Entries of Services that are in none of the retained worlds are
+//     dropped when a new world is first seen, so memory is bounded by the
+//     mesh, not by its history;
+//   - per world: the sorted lists of outbound clusters and endpoints, the
+//     sidecar outbound listeners (per IP family) and route configurations
+//     (per client namespace: short names), the gRPC client listeners and
+//     routes (per client namespace), and the virtual inbound listeners (per
+//     IP family and set of workload ports). Only the last few worlds are
+//     retained (a build of the previous world may still be running when the
+//     next one arrives).
+//
+// Only the per-proxy remainder (inbound clusters, gRPC server listeners,
+// gateway listeners) is built per call, and the per-proxy lists are fresh
+// slices of shared messages. The output equals Generate's, resource for
+// resource (proto.Equal) and in the same order. As with Generate, returned
+// resources must never be modified. A Cache is safe for concurrent use.
+type Cache struct {
+	mu       sync.Mutex
+	services map[*model.Service]*serviceEntry
+	worlds   []*worldEntry // most recent last; at most retainedWorlds
+
+	passthrough, blackHole types.Resource
+	inboundPassthrough     [2]types.Resource // IPv4, IPv6
+	inboundClusters        sync.Map          // inboundKey → types.Resource
+}
+
+var _ xds.Generator = (*Cache)(nil).Generate
+
+// retainedWorlds is how many worlds keep their per-world state.
+const retainedWorlds = 2
+
+// NewCache returns an empty Cache.
+func NewCache() *Cache {
+	return &Cache{
+		services:           map[*model.Service]*serviceEntry{},
+		passthrough:        passthroughCluster(),
+		blackHole:          blackHoleCluster(),
+		inboundPassthrough: [2]types.Resource{inboundPassthroughCluster(false), inboundPassthroughCluster(true)},
+	}
+}
+
+// lazy is a value built once, on first use.
+type lazy[T any] struct {
+	once sync.Once
+	v    T
+	err  error
+}
+
+func (l *lazy[T]) get(build func() (T, error)) (T, error) {
+	l.once.Do(func() { l.v, l.err = build() })
+	return l.v, l.err
+}
+
+// serviceEntry holds the resources of one Service (pointer), one per port in
+// svc.Ports order.
+type serviceEntry struct {
+	svc   *model.Service
+	envoy lazy[[]types.Resource] // outboundCluster per port
+	eds   lazy[[]types.Resource] // loadAssignment per port
+	grpc  lazy[*grpcServiceResources]
+}
+
+// grpcServiceResources are a Service's resources for proxyless gRPC clients.
+type grpcServiceResources struct {
+	clusters []types.Resource
+	// listeners and routes for the names every client may dial, and for
+	// <name>:<port>, which only clients in the Service's namespace may.
+	listeners, routes           []types.Resource
+	localListeners, localRoutes []types.Resource
+}
+
+func (e *serviceEntry) envoyClusters() []types.Resource {
+	v, _ := e.envoy.get(func() ([]types.Resource, error) {
+		out := make([]types.Resource, len(e.svc.Ports))
+		for i, port := range e.svc.Ports {
+			out[i] = outboundCluster(e.svc, port)
+		}
+		return out, nil
+	})
+	return v
+}
+
+func (e *serviceEntry) loadAssignments() []types.Resource {
+	v, _ := e.eds.get(func() ([]types.Resource, error) {
+		out := make([]types.Resource, len(e.svc.Ports))
+		for i, port := range e.svc.Ports {
+			out[i] = loadAssignment(e.svc, port)
+		}
+		return out, nil
+	})
+	return v
+}
+
+func (e *serviceEntry) grpcResources() (*grpcServiceResources, error) {
+	return e.grpc.get(func() (*grpcServiceResources, error) {
+		svc := e.svc
+		g := &grpcServiceResources{clusters: make([]types.Resource, len(svc.Ports))}
+		hosts := ServiceHosts(svc, svc.Namespace) // the last one is the short name
+		for i, port := range svc.Ports {
+			c := grpcCluster(svc, port)
+			g.clusters[i] = c
+			for j, h := range hosts {
+				name := hostPort(h, port.Port)
+				l, err := grpcClientListener(name)
+				if err != nil {
+					return nil, err
+				}
+				r := grpcClientRoute(name, h, c.Name)
+				if j == len(hosts)-1 {
+					g.localListeners = append(g.localListeners, l)
+					g.localRoutes = append(g.localRoutes, r)
+				} else {
+					g.listeners = append(g.listeners, l)
+					g.routes = append(g.routes, r)
+				}
+			}
+		}
+		return g, nil
+	})
+}
+
+// worldEntry is the per-world state.
+type worldEntry struct {
+	world *model.World
+
+	// Envoy (sidecar and gateway) clusters and endpoints, sorted.
+	envoy lazy[[2][]types.Resource]
+	// gRPC clusters and endpoints, sorted.
+	grpc  lazy[[2][]types.Resource]
+	ports lazy[[]outboundPort]
+
+	mu sync.Mutex
+	// keyed lazily built values: sidecar outbound listeners per wildcard,
+	// sidecar routes and gRPC client listeners/routes per namespace, virtual
+	// inbound listeners per wildcard and ports.
+	keyed map[string]*lazy[any]
+}
+
+func (w *worldEntry) get(key string, build func() (any, error)) (any, error) {
+	w.mu.Lock()
+	l := w.keyed[key]
+	if l == nil {
+		l = &lazy[any]{}
+		w.keyed[key] = l
+	}
+	w.mu.Unlock()
+	return l.get(build)
+}
+
+// Generate is Generate, with every proxy-independent resource shared.
+func (c *Cache) Generate(world *model.World, proxy *model.Proxy) (xds.Resources, error) {
+	if world == nil {
+		return nil, errors.New("generate: nil world")
+	}
+	if proxy == nil {
+		return nil, errors.New("generate: nil proxy")
+	}
+	w := c.worldEntry(world)
+	var (
+		res xds.Resources
+		err error
+	)
+	switch proxy.Type {
+	case model.ProxyGRPC:
+		res, err = c.grpcResources(w, proxy)
+	case model.ProxySidecar:
+		res, err = c.sidecarResources(w, proxy)
+	case model.ProxyRouter:
+		res, err = c.gatewayResources(w, proxy)
+	default:
+		return nil, fmt.Errorf("generate: proxy %q: unknown proxy type %q", proxy.ID, proxy.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("generate: %s proxy %q: %w", proxy.Type, proxy.ID, err)
+	}
+	for _, t := range xds.Types {
+		if res[t] == nil {
+			res[t] = []types.Resource{}
+		}
+	}
+	return res, nil
+}
+
+// worldEntry returns world's state, creating it (and dropping the oldest
+// world and the Services no retained world has) when world is new.
+func (c *Cache) worldEntry(world *model.World) *worldEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.worlds {
+		if w.world == world {
+			return w
+		}
+	}
+	w := &worldEntry{world: world, keyed: map[string]*lazy[any]{}}
+	c.worlds = append(c.worlds, w)
+	if len(c.worlds) > retainedWorlds {
+		c.worlds[0] = nil
+		c.worlds = c.worlds[1:]
+	}
+	live := make(map[*model.Service]bool, len(world.Services))
+	for _, w := range c.worlds {
+		for _, svc := range w.world.Services {
+			live[svc] = true
+		}
+	}
+	for svc := range c.services {
+		if !live[svc] {
+			delete(c.services, svc)
+		}
+	}
+	return w
+}
+
+// entries returns the entries of the world's services, in world order.
+func (c *Cache) entries(world *model.World) []*serviceEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*serviceEntry, len(world.Services))
+	for i, svc := range world.Services {
+		e := c.services[svc]
+		if e == nil {
+			e = &serviceEntry{svc: svc}
+			c.services[svc] = e
+		}
+		out[i] = e
+	}
+	return out
+}
+
+// envoyOutbound is outboundClusters(world), shared and sorted.
+func (c *Cache) envoyOutbound(w *worldEntry) (clusters, endpoints []types.Resource) {
+	v, _ := w.envoy.get(func() ([2][]types.Resource, error) {
+		var n int
+		for _, svc := range w.world.Services {
+			n += len(svc.Ports)
+		}
+		clusters := make([]types.Resource, 0, n)
+		endpoints := make([]types.Resource, 0, n)
+		for _, e := range c.entries(w.world) {
+			clusters = append(clusters, e.envoyClusters()...)
+			if hasEndpoints(e.svc) {
+				endpoints = append(endpoints, e.loadAssignments()...)
+			}
+		}
+		sortByName(clusters)
+		sortByName(endpoints)
+		return [2][]types.Resource{clusters, endpoints}, nil
+	})
+	return v[0], v[1]
+}
+
+// grpcOutbound is every gRPC cluster and endpoints resource of the world,
+// shared and sorted.
+func (c *Cache) grpcOutbound(w *worldEntry) (clusters, endpoints []types.Resource, err error) {
+	v, err := w.grpc.get(func() ([2][]types.Resource, error) {
+		var n int
+		for _, svc := range w.world.Services {
+			n += len(svc.Ports)
+		}
+		clusters := make([]types.Resource, 0, n)
+		endpoints := make([]types.Resource, 0, n)
+		for _, e := range c.entries(w.world) {
+			g, err := e.grpcResources()
+			if err != nil {
+				return [2][]types.Resource{}, err
+			}
+			clusters = append(clusters, g.clusters...)
+			endpoints = append(endpoints, e.loadAssignments()...)
+		}
+		sortByName(clusters)
+		sortByName(endpoints)
+		return [2][]types.Resource{clusters, endpoints}, nil
+	})
+	return v[0], v[1], err
+}
+
+func (c *Cache) outboundPorts(w *worldEntry) []outboundPort {
+	v, _ := w.ports.get(func() ([]outboundPort, error) { return outboundPorts(w.world), nil })
+	return v
+}
+
+func (c *Cache) sidecarResources(w *worldEntry, proxy *model.Proxy) (xds.Resources, error) {
+	world := w.world
+	ns := proxyNamespace(proxy)
+	ip := proxyIP(proxy)
+	wildcard := wildcardFor(ip)
+	allowAny := world.Mesh.OutboundAllowAny
+
+	outClusters, endpoints := c.envoyOutbound(w)
+	fallback := BlackHoleCluster
+	fallbackCluster := c.blackHole
+	if allowAny {
+		fallback, fallbackCluster = PassthroughCluster, c.passthrough
+	}
+
+	// Outbound listeners (virtualOutbound and one per port), per IP family.
+	v, err := w.get("sidecar-listeners\x00"+wildcard, func() (any, error) {
+		ports := c.outboundPorts(w)
+		listeners := make([]types.Resource, 0, len(ports)+1)
+		l, err := virtualOutboundListener(wildcard, fallback)
+		if err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, l)
+		for _, op := range ports {
+			l, err := sidecarOutboundListener(op, wildcard, fallback)
+			if err != nil {
+				return nil, err
+			}
+			listeners = append(listeners, l)
+		}
+		sortByName(listeners)
+		return listeners, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	outListeners := v.([]types.Resource)
+
+	// Route configurations, per client namespace.
+	v, _ = w.get("sidecar-routes\x00"+ns, func() (any, error) {
+		ports := c.outboundPorts(w)
+		routes := make([]types.Resource, 0, len(ports))
+		for _, op := range ports {
+			if len(op.HTTP) > 0 {
+				routes = append(routes, sidecarRoute(op.Port, op.HTTP, ns, allowAny))
+			}
+		}
+		sortByName(routes)
+		return routes, nil
+	})
+	routes := v.([]types.Resource)
+
+	// Inbound: per IP family and set of workload ports.
+	inbound := workloadPorts(world, ip)
+	var key strings.Builder
+	key.WriteString("virtual-inbound\x00")
+	key.WriteString(wildcard)
+	for _, wp := range inbound {
+		fmt.Fprintf(&key, "\x00%d/%s", wp.Port, wp.Protocol)
+	}
+	v, err = w.get(key.String(), func() (any, error) { return virtualInboundListener(wildcard, inbound) })
+	if err != nil {
+		return nil, err
+	}
+	listeners := mergeSorted(outListeners, []types.Resource{v.(types.Resource)})
+
+	extra := make([]types.Resource, 0, len(inbound)+2)
+	extra = append(extra, fallbackCluster)
+	for _, wp := range inbound {
+		extra = append(extra, c.inboundCluster(wp))
+	}
+	ipv6 := 0
+	if isIPv6(ip) {
+		ipv6 = 1
+	}
+	extra = append(extra, c.inboundPassthrough[ipv6])
+	clusters := mergeSorted(outClusters, extra)
+
+	return xds.Resources{
+		resourcev3.ClusterType:  clusters,
+		resourcev3.EndpointType: slices.Clone(endpoints),
+		resourcev3.ListenerType: listeners,
+		resourcev3.RouteType:    slices.Clone(routes),
+	}, nil
+}
+
+type inboundKey struct {
+	port     int32
+	protocol model.Protocol
+}
+
+// inboundCluster is inboundCluster(wp), one message per port and protocol.
+func (c *Cache) inboundCluster(wp workloadPort) types.Resource {
+	k := inboundKey{wp.Port, wp.Protocol}
+	if v, ok := c.inboundClusters.Load(k); ok {
+		return v.(types.Resource)
+	}
+	v, _ := c.inboundClusters.LoadOrStore(k, types.Resource(inboundCluster(wp.Port, wp.Protocol)))
+	return v.(types.Resource)
+}
+
+func (c *Cache) gatewayResources(w *worldEntry, proxy *model.Proxy) (xds.Resources, error) {
+	ip := proxyIP(proxy)
+	wildcard := wildcardFor(ip)
+	clusters, endpoints := c.envoyOutbound(w)
+
+	ports := workloadPorts(w.world, ip)
+	listeners := make([]types.Resource, 0, len(ports))
+	routes := make([]types.Resource, 0, len(ports))
+	for _, wp := range ports {
+		if isReserved(wp.Port) || !wp.Protocol.IsHTTP() {
+			continue
+		}
+		l, err := gatewayListener(wildcard, wp.Port)
+		if err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, l)
+		routes = append(routes, gatewayRoute(wp.Port))
+	}
+	sortByName(listeners)
+	sortByName(routes)
+	return xds.Resources{
+		resourcev3.ClusterType:  slices.Clone(clusters),
+		resourcev3.EndpointType: slices.Clone(endpoints),
+		resourcev3.ListenerType: listeners,
+		resourcev3.RouteType:    routes,
+	}, nil
+}
+
+func (c *Cache) grpcResources(w *worldEntry, proxy *model.Proxy) (xds.Resources, error) {
+	ns := proxyNamespace(proxy)
+	clusters, endpoints, err := c.grpcOutbound(w)
+	if err != nil {
+		return nil, err
+	}
+	v, err := w.get("grpc-client\x00"+ns, func() (any, error) {
+		var listeners, routes []types.Resource
+		for _, e := range c.entries(w.world) {
+			g, err := e.grpcResources()
+			if err != nil {
+				return nil, err
+			}
+			listeners = append(listeners, g.listeners...)
+			routes = append(routes, g.routes...)
+			if e.svc.Namespace == ns {
+				listeners = append(listeners, g.localListeners...)
+				routes = append(routes, g.localRoutes...)
+			}
+		}
+		sortByName(listeners)
+		sortByName(routes)
+		return [2][]types.Resource{listeners, routes}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	client := v.([2][]types.Resource)
+
+	ip := proxyIP(proxy)
+	serverPorts := workloadPorts(w.world, ip)
+	var server []types.Resource
+	for _, wp := range serverPorts {
+		for _, host := range grpcServerHosts(ip) {
+			l, err := w.get("grpc-server\x00"+hostPort(host, wp.Port), func() (any, error) {
+				return grpcServerListener(host, wp.Port)
+			})
+			if err != nil {
+				return nil, err
+			}
+			server = append(server, l.(types.Resource))
+		}
+	}
+	return xds.Resources{
+		resourcev3.ClusterType:  slices.Clone(clusters),
+		resourcev3.EndpointType: slices.Clone(endpoints),
+		resourcev3.ListenerType: mergeSorted(client[0], server),
+		resourcev3.RouteType:    slices.Clone(client[1]),
+	}, nil
+}
+
+// mergeSorted returns a new slice of sorted (sorted by name, not modified)
+// and extra (sorted here), sorted by name.
+func mergeSorted(sorted, extra []types.Resource) []types.Resource {
+	sortByName(extra)
+	out := make([]types.Resource, 0, len(sorted)+len(extra))
+	i := 0
+	for _, r := range extra {
+		name := ResourceName(r)
+		j, _ := slices.BinarySearchFunc(sorted[i:], name, func(a types.Resource, n string) int {
+			return strings.Compare(ResourceName(a), n)
+		})
+		out = append(out, sorted[i:i+j]...)
+		out = append(out, r)
+		i += j
+	}
+	return append(out, sorted[i:]...)
+}
