@@ -1,14 +1,17 @@
 package server
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -16,7 +19,9 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/meshplane/meshplane/internal/xds"
 )
@@ -106,6 +111,7 @@ type assembled struct {
 type entry struct {
 	name   string
 	res    types.Resource
+	wire   types.Resource // what is sent: res or its wire form (see wireForm)
 	digest string
 	refs   map[resourcev3.Type]map[string]bool // EDS/RDS names it refers to
 }
@@ -122,50 +128,53 @@ func (s *Server) assemble(proxyID string, res xds.Resources, m *memo) (*assemble
 	for t := range res {
 		typeSet[t] = true
 	}
-	byType := map[resourcev3.Type][]entry{}
+	byType := map[resourcev3.Type]*typeResult{}
 	for _, t := range slices.Sorted(maps.Keys(typeSet)) {
 		if cache.GetResponseType(t) == types.UnknownType {
 			s.invalid(proxyID, t, "", fmt.Errorf("unknown resource type"), len(res[t]))
 			continue
 		}
-		seen := map[string]bool{}
-		list := make([]entry, 0, len(res[t]))
-		for _, r := range res[t] {
-			if r == nil {
-				s.invalid(proxyID, t, "", errors.New("nil resource"), 1)
-				continue
-			}
-			name := cache.GetResourceName(r)
-			if name == "" {
-				s.invalid(proxyID, t, "", errors.New("resource without a name"), 1)
-				continue
-			}
-			if seen[name] {
-				s.invalid(proxyID, t, name, errors.New("duplicate name"), 1)
-				continue
-			}
-			c := m.check(r)
-			if c.err != nil {
-				s.invalid(proxyID, t, name, c.err, 1)
-				continue
-			}
-			seen[name] = true
-			list = append(list, entry{name: name, res: r, digest: c.digest, refs: c.refs})
+		tr := m.typed(t, res[t])
+		for _, d := range tr.drops {
+			s.invalid(proxyID, t, d.name, d.err, d.n)
 		}
-		sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
-		byType[t] = list
+		byType[t] = tr
+	}
+	if m != nil && consistentTyped(byType) {
+		// The common case: nothing to repair, every type's version, items
+		// and version map as computed for the first proxy with this list.
+		return assembleTyped(byType)
 	}
 
-	if dropped := repair(byType); len(dropped) > 0 {
+	lists := map[resourcev3.Type][]entry{}
+	for t, tr := range byType {
+		lists[t] = slices.Clone(tr.list)
+	}
+	if dropped := repair(lists); len(dropped) > 0 {
 		s.metrics.buildErrors.WithLabelValues("inconsistent").Inc()
 		s.log.Error(errors.New("inconsistent resources"), "dropped resources to keep the snapshot consistent",
 			"proxy", proxyID, "dropped", dropped)
 	}
+	for t, list := range lists {
+		byType[t] = finishType(t, list, nil)
+	}
+	a, err := assembleTyped(byType)
+	if err != nil {
+		return nil, err
+	}
+	if err := consistent(lists); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
 
+// assembleTyped builds the snapshot from the per-type results, which it
+// shares (they are never modified once built).
+func assembleTyped(byType map[resourcev3.Type]*typeResult) (*assembled, error) {
 	a := &assembled{
 		snapshot:  &cache.Snapshot{VersionMap: map[string]map[string]string{}},
-		versions:  map[resourcev3.Type]string{},
-		resources: xds.Resources{},
+		versions:  make(map[resourcev3.Type]string, len(byType)),
+		resources: make(xds.Resources, len(byType)),
 	}
 	// go-control-plane computes per-resource versions for delta by
 	// marshalling every resource again (ConstructVersionMap) unless the map
@@ -177,26 +186,144 @@ func (s *Server) assemble(proxyID string, res xds.Resources, m *memo) (*assemble
 		}
 		a.snapshot.VersionMap[u] = map[string]string{}
 	}
-	for t, list := range byType {
-		h := sha256.New()
-		items := make([]types.Resource, len(list))
-		for i, e := range list {
-			h.Write([]byte(e.name))
-			h.Write([]byte{0})
-			h.Write([]byte(e.digest))
-			h.Write([]byte{'\n'})
-			items[i] = e.res
-			a.snapshot.VersionMap[t][e.name] = e.digest
-		}
-		version := hex.EncodeToString(h.Sum(nil)[:versionBytes])
-		a.snapshot.Resources[cache.GetResponseType(t)] = cache.NewResources(version, items)
-		a.versions[t] = version
-		a.resources[t] = items
-	}
-	if err := consistent(byType); err != nil {
-		return nil, err
+	for t, tr := range byType {
+		a.snapshot.Resources[cache.GetResponseType(t)] = tr.resources
+		a.snapshot.VersionMap[t] = tr.versionMap
+		a.versions[t] = tr.version
+		a.resources[t] = tr.items
 	}
 	return a, nil
+}
+
+// typeResult is the checked, sorted and hashed form of one type's resource
+// list. Results are shared between proxies with the same list (see
+// memo.typed) and must not be modified once built.
+type typeResult struct {
+	in         []types.Resource // the generator's list it was built from
+	drops      []drop           // invalid resources, replayed per proxy
+	list       []entry          // valid, sorted by name
+	names      map[string]bool
+	refs       map[resourcev3.Type]map[string]bool // union of the entries' references
+	items      []types.Resource                    // the generator's resources, sorted by name
+	version    string
+	versionMap map[string]string
+	resources  cache.Resources // of the wire forms: what go-control-plane sends
+
+	// consistentWith caches whether the last referenced type's result
+	// checked against this one is consistent with it.
+	consistentWith atomic.Pointer[consistency]
+}
+
+type consistency struct {
+	ref *typeResult
+	ok  bool
+}
+
+// drop is an invalid resource left out of a typeResult.
+type drop struct {
+	name string
+	err  error
+	n    int
+}
+
+// buildType checks one type's resource list: it drops (and records) nil,
+// nameless, duplicate and invalid resources, sorts by name and hashes.
+func buildType(t resourcev3.Type, in []types.Resource, m *memo) *typeResult {
+	var drops []drop
+	seen := map[string]bool{}
+	list := make([]entry, 0, len(in))
+	for _, r := range in {
+		if r == nil {
+			drops = append(drops, drop{err: errors.New("nil resource"), n: 1})
+			continue
+		}
+		name := cache.GetResourceName(r)
+		if name == "" {
+			drops = append(drops, drop{err: errors.New("resource without a name"), n: 1})
+			continue
+		}
+		if seen[name] {
+			drops = append(drops, drop{name: name, err: errors.New("duplicate name"), n: 1})
+			continue
+		}
+		c := m.check(r)
+		if c.err != nil {
+			drops = append(drops, drop{name: name, err: c.err, n: 1})
+			continue
+		}
+		seen[name] = true
+		list = append(list, entry{name: name, res: r, wire: c.wire, digest: c.digest, refs: c.refs})
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
+	return finishType(t, list, drops)
+}
+
+// finishType hashes a checked, sorted list and indexes it.
+func finishType(t resourcev3.Type, list []entry, drops []drop) *typeResult {
+	tr := &typeResult{
+		drops:      drops,
+		list:       list,
+		names:      make(map[string]bool, len(list)),
+		refs:       map[resourcev3.Type]map[string]bool{},
+		items:      make([]types.Resource, len(list)),
+		versionMap: make(map[string]string, len(list)),
+	}
+	h := sha256.New()
+	wire := make([]types.Resource, len(list))
+	for i, e := range list {
+		wire[i] = e.wire
+		if wire[i] == nil {
+			wire[i] = e.res
+		}
+		h.Write([]byte(e.name))
+		h.Write([]byte{0})
+		h.Write([]byte(e.digest))
+		h.Write([]byte{'\n'})
+		tr.items[i] = e.res
+		tr.versionMap[e.name] = e.digest
+		tr.names[e.name] = true
+		for rt, names := range e.refs {
+			if tr.refs[rt] == nil {
+				tr.refs[rt] = map[string]bool{}
+			}
+			maps.Copy(tr.refs[rt], names)
+		}
+	}
+	tr.version = hex.EncodeToString(h.Sum(nil)[:versionBytes])
+	tr.resources = cache.NewResources(tr.version, wire)
+	return tr
+}
+
+// consistentTyped reports whether the per-type results are consistent as
+// they are (what consistent() checks): then repair has nothing to drop.
+func consistentTyped(byType map[resourcev3.Type]*typeResult) bool {
+	for ref, dep := range dependents {
+		r, d := byType[ref], byType[dep]
+		if r == nil || d == nil {
+			return false
+		}
+		if c := d.consistentWith.Load(); c != nil && c.ref == r {
+			if !c.ok {
+				return false
+			}
+			continue
+		}
+		used := d.refs[ref]
+		ok := len(used) == len(r.names)
+		if ok {
+			for name := range r.names {
+				if !used[name] {
+					ok = false
+					break
+				}
+			}
+		}
+		d.consistentWith.Store(&consistency{ref: r, ok: ok})
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // versionBytes of a SHA-256 make a version: 128 bits, 32 hex digits.
@@ -221,14 +348,32 @@ func (s *Server) invalid(proxyID string, t resourcev3.Type, name string, err err
 // A lookup that finds its entry in prev moves it to cur; rotate drops prev,
 // so entries no build of the last round used are evicted, and the memo
 // holds at most the resources of the last two rounds.
+//
+// It also keeps, in the same two generations, the per-type results of
+// assemble (typeResult) by resource list: proxies whose list of a type holds
+// the same pointers in the same order share one result.
 type memo struct {
 	mu        sync.Mutex
 	cur, prev map[types.Resource]*checked
 	validate  func(types.Resource) error
+
+	typesMu             sync.Mutex
+	typesCur, typesPrev map[typeKey][]*typeResult
+	seed                maphash.Seed
+}
+
+// typeKey is a type and a fingerprint of a resource list: a hash of its
+// pointers and its length. Lists with the same key are compared pointer by
+// pointer.
+type typeKey struct {
+	t  resourcev3.Type
+	fp uint64
+	n  int
 }
 
 type checked struct {
 	once   sync.Once
+	wire   types.Resource
 	digest string
 	refs   map[resourcev3.Type]map[string]bool
 	err    error
@@ -239,7 +384,80 @@ func newMemo(validate func(types.Resource) error) *memo {
 	if validate == nil {
 		validate = validateAll
 	}
-	return &memo{cur: map[types.Resource]*checked{}, prev: map[types.Resource]*checked{}, validate: validate}
+	return &memo{
+		cur: map[types.Resource]*checked{}, prev: map[types.Resource]*checked{}, validate: validate,
+		typesCur: map[typeKey][]*typeResult{}, typesPrev: map[typeKey][]*typeResult{},
+		seed: maphash.MakeSeed(),
+	}
+}
+
+// typed returns the checked form of a type's resource list, built once per
+// distinct list (same pointers, same order) while it is in use. m may be
+// nil: then it is built each time.
+func (m *memo) typed(t resourcev3.Type, in []types.Resource) *typeResult {
+	if m == nil {
+		return buildType(t, in, nil)
+	}
+	var h maphash.Hash
+	h.SetSeed(m.seed)
+	for _, r := range in {
+		maphash.WriteComparable(&h, r)
+	}
+	k := typeKey{t: t, fp: h.Sum64(), n: len(in)}
+	find := func(l []*typeResult) (*typeResult, int) {
+		for i, tr := range l {
+			if slices.Equal(tr.in, in) {
+				return tr, i
+			}
+		}
+		return nil, -1
+	}
+	m.typesMu.Lock()
+	tr, _ := find(m.typesCur[k])
+	var fromPrev bool
+	if tr == nil {
+		var i int
+		if tr, i = find(m.typesPrev[k]); tr != nil {
+			l := m.typesPrev[k]
+			m.typesPrev[k] = slices.Delete(slices.Clone(l), i, i+1)
+			m.typesCur[k] = append(m.typesCur[k], tr)
+			fromPrev = true
+		}
+	}
+	m.typesMu.Unlock()
+	if tr != nil {
+		if fromPrev {
+			// Keep its resources' entries for this round too, as the checks
+			// of a rebuilt list would.
+			m.touch(tr.in)
+		}
+		return tr
+	}
+	tr = buildType(t, in, m)
+	tr.in = slices.Clone(in)
+	m.typesMu.Lock()
+	if other, _ := find(m.typesCur[k]); other != nil {
+		tr = other // built concurrently by another proxy's build
+	} else {
+		m.typesCur[k] = append(m.typesCur[k], tr)
+	}
+	m.typesMu.Unlock()
+	return tr
+}
+
+// touch moves the entries of rs that are in prev to cur.
+func (m *memo) touch(rs []types.Resource) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range rs {
+		if r == nil {
+			continue
+		}
+		if c := m.prev[r]; c != nil {
+			delete(m.prev, r)
+			m.cur[r] = c
+		}
+	}
 }
 
 // check runs ValidateAll on r, computes its content digest (the SHA-256 of
@@ -273,6 +491,9 @@ func (m *memo) rotate() (kept, dropped int) {
 	dropped = len(m.prev)
 	kept = len(m.cur)
 	m.prev, m.cur = m.cur, make(map[types.Resource]*checked, len(m.cur))
+	m.typesMu.Lock()
+	m.typesPrev, m.typesCur = m.typesCur, make(map[typeKey][]*typeResult, len(m.typesCur))
+	m.typesMu.Unlock()
 	return kept, dropped
 }
 
@@ -306,6 +527,49 @@ func (c *checked) run(r types.Resource, validate func(types.Resource) error) {
 	sum := sha256.Sum256(b)
 	c.digest = hex.EncodeToString(sum[:versionBytes])
 	c.refs = references(r)
+	c.wire = wireForm(r, b)
+}
+
+// wireForm returns a message of r's type that marshals (deterministically
+// or not) to b, r's deterministic encoding, at the cost of a copy: its only
+// known field is field 1, r's name (name, or cluster_name for a
+// ClusterLoadAssignment), and its unknown fields are the rest of b. That is
+// what snapshots hold, so that go-control-plane, which marshals every
+// resource of every response again for every proxy, copies bytes instead of
+// walking the message. go-control-plane reads nothing else from it but the
+// name (GetResourceName); references and consistency are taken from r.
+//
+// It returns r itself when b does not start with a field-1 string record or
+// the wire form does not marshal to exactly b.
+func wireForm(r types.Resource, b []byte) types.Resource {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || num != 1 || typ != protowire.BytesType {
+		return r
+	}
+	m := protowire.ConsumeFieldValue(num, typ, b[n:])
+	if m < 0 {
+		return r
+	}
+	msg := r.ProtoReflect()
+	fd := msg.Descriptor().Fields().ByNumber(1)
+	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.Cardinality() != protoreflect.Optional ||
+		fd.ContainingOneof() != nil {
+		return r
+	}
+	w := msg.Type().New()
+	w.Set(fd, msg.Get(fd))
+	if rest := b[n+m:]; len(rest) > 0 {
+		w.SetUnknown(protoreflect.RawFields(rest))
+	}
+	wr, ok := w.Interface().(types.Resource)
+	if !ok {
+		return r
+	}
+	out, err := proto.MarshalOptions{Deterministic: true}.Marshal(wr)
+	if err != nil || !bytes.Equal(out, b) {
+		return r
+	}
+	return wr
 }
 
 // references returns the EDS and RDS names a resource refers to:
