@@ -74,12 +74,17 @@ type adsClient struct {
 	bytes    int64 // Any payload bytes received until synced
 
 	eds, rds         []string // names requested
-	edsOK, rdsOK     bool     // last response covered every requested name
+	edsOK, rdsOK     bool     // every requested name received
 	cdsOK, ldsOK     bool
 	ldsSent          bool
 	probeID          int64
 	probeMet         []bool
 	lastVersionNonce map[string][2]string
+
+	// Requested EDS/RDS names not received yet. EDS and RDS responses carry
+	// only what changed or was newly requested (a client keeps the named
+	// resources a response leaves out), so they are merged, not replaced.
+	edsPending, rdsPending map[string]bool
 }
 
 func newFleet(n int) *fleet {
@@ -192,6 +197,7 @@ func (c *adsClient) restart(ctx context.Context) error {
 	}
 	c.stream = st
 	c.eds, c.rds = nil, nil
+	c.edsPending, c.rdsPending = nil, nil
 	c.cdsOK, c.edsOK, c.ldsOK, c.rdsOK, c.ldsSent = false, false, false, false, false
 	c.lastVersionNonce = map[string][2]string{}
 	return st.Send(&discoverygrpc.DiscoveryRequest{Node: c.node, TypeUrl: resourcev3.ClusterType})
@@ -225,7 +231,8 @@ func (c *adsClient) handle(resp *discoverygrpc.DiscoveryResponse, now time.Time)
 			return err
 		}
 		if !slices.Equal(eds, c.eds) {
-			c.eds, c.edsOK = eds, false
+			c.edsPending = repend(c.edsPending, c.eds, eds)
+			c.eds, c.edsOK = eds, len(c.edsPending) == 0
 			if err := c.send(resourcev3.EndpointType, eds); err != nil {
 				return err
 			}
@@ -234,7 +241,7 @@ func (c *adsClient) handle(resp *discoverygrpc.DiscoveryResponse, now time.Time)
 			c.edsOK = true
 		}
 	case resourcev3.EndpointType:
-		c.edsOK = len(resp.GetResources()) == len(c.eds)
+		c.edsOK = received(c.edsPending, resp)
 		if err := c.send(t, c.eds); err != nil {
 			return err
 		}
@@ -248,7 +255,8 @@ func (c *adsClient) handle(resp *discoverygrpc.DiscoveryResponse, now time.Time)
 			return err
 		}
 		if !slices.Equal(rds, c.rds) {
-			c.rds, c.rdsOK = rds, false
+			c.rdsPending = repend(c.rdsPending, c.rds, rds)
+			c.rds, c.rdsOK = rds, len(c.rdsPending) == 0
 			if err := c.send(resourcev3.RouteType, rds); err != nil {
 				return err
 			}
@@ -257,7 +265,7 @@ func (c *adsClient) handle(resp *discoverygrpc.DiscoveryResponse, now time.Time)
 			c.rdsOK = true
 		}
 	case resourcev3.RouteType:
-		c.rdsOK = len(resp.GetResources()) == len(c.rds)
+		c.rdsOK = received(c.rdsPending, resp)
 		if err := c.send(t, c.rds); err != nil {
 			return err
 		}
@@ -309,6 +317,37 @@ func (c *adsClient) checkProbe(resp *discoverygrpc.DiscoveryResponse, now time.T
 		p.done[c.idx].Store(max(int64(now.Sub(p.start)), 1))
 		p.count.Add(1)
 	}
+}
+
+// repend returns the names of next not received yet, given those of prev
+// still pending: a name of prev not pending was received and is kept (a
+// response leaves out what the client holds unchanged); a name new in next
+// is pending. pending may be modified and returned.
+func repend(pending map[string]bool, prev, next []string) map[string]bool {
+	old := make(map[string]bool, len(prev))
+	for _, n := range prev {
+		old[n] = true
+	}
+	out := map[string]bool{}
+	for _, n := range next {
+		if !old[n] || pending[n] {
+			out[n] = true
+		}
+	}
+	return out
+}
+
+// received removes the names resp carries from pending and reports whether
+// none is left.
+func received(pending map[string]bool, resp *discoverygrpc.DiscoveryResponse) bool {
+	if len(pending) > 0 {
+		for _, r := range resp.GetResources() {
+			if name, err := resourceName(r.GetValue()); err == nil {
+				delete(pending, name)
+			}
+		}
+	}
+	return len(pending) == 0
 }
 
 // resourceName is field 1 of a Cluster, Listener, RouteConfiguration

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -413,13 +414,27 @@ func (c *sotwClient) handle(r *discoverygrpc.DiscoveryResponse, nack string) {
 		return
 	}
 	c.last[t] = r
-	c.have[t] = unpack(c.t, r.GetResources())
+	got := unpack(c.t, r.GetResources())
+	if t == resourcev3.ClusterType || t == resourcev3.ListenerType {
+		c.have[t] = got // the complete state
+	} else {
+		// EDS, RDS: a response updates the resources it carries.
+		if c.have[t] == nil {
+			c.have[t] = map[string]types.Resource{}
+		}
+		maps.Copy(c.have[t], got)
+	}
 	c.request(t, c.names[t], r.GetVersionInfo(), r.GetNonce(), "")
 	dep, names := dependentNames(t, c.have[t])
 	if dep == "" || slices.Equal(names, c.names[dep]) {
 		return
 	}
 	c.names[dep] = names
+	for n := range c.have[dep] { // no longer requested: forgotten, as Envoy does
+		if !slices.Contains(names, n) {
+			delete(c.have[dep], n)
+		}
+	}
 	c.request(dep, names, c.last[dep].GetVersionInfo(), c.last[dep].GetNonce(), "")
 }
 

@@ -26,6 +26,10 @@
 // (clusters and listeners warm until their EDS/RDS arrive) and our snapshots
 // are consistent, so the eventual state is the same.
 //
+// State-of-the-world EDS and RDS responses carry only the resources a stream
+// was not yet sent at their current version (partial.go); LDS and CDS
+// responses are complete.
+//
 // go-control-plane's pkg/server/v3 cannot be imported here: it pulls in the
 // separate go-control-plane/ratelimit module, which is not in go.mod. Its two
 // halves, pkg/server/sotw/v3 and pkg/server/delta/v3, are what it wraps, and
@@ -170,7 +174,9 @@ func New(opts Options) (*Server, error) {
 	// Non-ADS mode: answers named subsets; see the package comment.
 	s.cache = cache.NewSnapshotCache(false, cache.IDHash{}, gcpLog)
 	cb := callbacks{s}
-	s.sotw = sotwserver.NewServer(ctx, s.cache, cb, sotwserver.WithLogger(gcpLog))
+	// SotW EDS and RDS responses carry only what the stream lacks (see
+	// partialWatcher); delta is incremental already.
+	s.sotw = sotwserver.NewServer(ctx, partialWatcher{s.cache}, cb, sotwserver.WithLogger(gcpLog))
 	s.delta = deltaserver.NewServer(ctx, s.cache, cb, deltaserver.WithLogger(gcpLog))
 	return s, nil
 }
