@@ -7,7 +7,6 @@ package xds_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -23,8 +22,6 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/meshplane/meshplane/internal/controlplane"
-	"github.com/meshplane/meshplane/internal/meshd"
 	"github.com/meshplane/meshplane/internal/xds/generate"
 	"github.com/meshplane/meshplane/internal/xds/server"
 	"github.com/meshplane/meshplane/test/adsclient"
@@ -32,32 +29,6 @@ import (
 )
 
 var xdsTypes = []string{adsclient.ClusterType, adsclient.EndpointType, adsclient.ListenerType, adsclient.RouteType}
-
-// startMeshdWithRegistry is startMeshd with the metrics registered on reg.
-func startMeshdWithRegistry(t *testing.T, reg prometheus.Registerer) *meshdUnderTest {
-	t.Helper()
-	cp, err := controlplane.New(controlplane.Options{
-		RestConfig: restConfig,
-		XDSAddr:    "127.0.0.1:0",
-		Debounce:   server.Debounce{Quiet: 20 * time.Millisecond, Max: 200 * time.Millisecond},
-		Registry:   reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp.SetMeshConfig(&meshd.MeshConfig{TrustDomain: "cluster.local", OutboundTrafficPolicy: "ALLOW_ANY"})
-	runCtx, cancel := context.WithCancel(ctx)
-	m := &meshdUnderTest{cp: cp, cancel: cancel, done: make(chan error, 1)}
-	go func() { m.done <- cp.Run(runCtx) }()
-	t.Cleanup(m.stop)
-	framework.Poll(t, wait, "meshd ready", func() error {
-		if ok, why := cp.Ready(); !ok {
-			return fmt.Errorf("%s", why)
-		}
-		return nil
-	})
-	return m
-}
 
 // meshService is a Service with one port and its EndpointSlice.
 type meshService struct {
@@ -237,7 +208,7 @@ func TestSotWAndDeltaSidecarsAgree(t *testing.T) {
 	web := meshService{"web", "http-web", 80, []string{"10.11.0.1", "10.11.0.2"}}
 	api := meshService{"api", "grpc-api", 9090, []string{"10.11.1.1"}}
 	db := meshService{"db", "tcp-db", 5432, []string{"10.11.2.1", "10.11.2.2"}}
-	m := startMeshdWithRegistry(t, prometheus.NewRegistry())
+	m := startMeshd(t, "127.0.0.1:0", prometheus.NewRegistry())
 	xdsAddr := m.cp.XDSAddr().String()
 	for _, s := range []meshService{web, api, db} {
 		createMeshService(t, ns, s)
@@ -367,7 +338,7 @@ func TestNACKIsReportedAndIsolated(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			ns := "xds-nack-" + mode.String()
 			reg := prometheus.NewRegistry()
-			m := startMeshdWithRegistry(t, reg)
+			m := startMeshd(t, "127.0.0.1:0", reg)
 			xdsAddr := m.cp.XDSAddr().String()
 			web := meshService{"web", "http-web", 80, []string{"10.12.0.1"}}
 			createMeshService(t, ns, web)

@@ -24,6 +24,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshplane/meshplane/internal/controlplane"
 	"github.com/meshplane/meshplane/internal/meshd"
 	"github.com/meshplane/meshplane/internal/xds/server"
@@ -64,12 +66,13 @@ type meshdUnderTest struct {
 	done   chan error
 }
 
-func startMeshd(t *testing.T, xdsAddr string) *meshdUnderTest {
+func startMeshd(t *testing.T, xdsAddr string, registry prometheus.Registerer) *meshdUnderTest {
 	t.Helper()
 	cp, err := controlplane.New(controlplane.Options{
 		RestConfig: restConfig,
 		XDSAddr:    xdsAddr,
 		Debounce:   server.Debounce{Quiet: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+		Registry:   registry,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +258,7 @@ func TestProxylessGRPCThroughMeshd(t *testing.T) {
 	const ns = "echo-routing"
 	port := freePort(t)
 	a, b := backend{"echo-a", echo.PodIP(2)}, backend{"echo-b", echo.PodIP(3)}
-	m := startMeshd(t, "127.0.0.1:0")
+	m := startMeshd(t, "127.0.0.1:0", nil)
 	xdsAddr := m.cp.XDSAddr().String()
 	createService(t, ns, "echo", port, []backend{a, b})
 	serveBackends(t, xdsAddr, ns, port, []backend{a, b})
@@ -309,7 +312,7 @@ func TestClientsKeepServingWhileMeshdRestarts(t *testing.T) {
 	port := freePort(t)
 	xdsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	a, b := backend{"echo-a", echo.PodIP(4)}, backend{"echo-b", echo.PodIP(5)}
-	first := startMeshd(t, xdsAddr)
+	first := startMeshd(t, xdsAddr, nil)
 	createService(t, ns, "echo", port, []backend{a, b})
 	serveBackends(t, xdsAddr, ns, port, []backend{a, b})
 	call := dialEcho(t, xdsAddr, ns, port)
@@ -326,7 +329,7 @@ func TestClientsKeepServingWhileMeshdRestarts(t *testing.T) {
 		}
 	}
 
-	startMeshd(t, xdsAddr)
+	startMeshd(t, xdsAddr, nil)
 	setEndpoints(t, ns, "echo", port, []backend{a, b}, a.name)
 	waitForSplit(t, "clients resync with the restarted meshd", call, only(b.name))
 }
