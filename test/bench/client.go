@@ -352,28 +352,7 @@ func received(pending map[string]bool, resp *discoverygrpc.DiscoveryResponse) bo
 
 // resourceName is field 1 of a Cluster, Listener, RouteConfiguration
 // (name) or ClusterLoadAssignment (cluster_name), read off the wire.
-func resourceName(b []byte) (string, error) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return "", protowire.ParseError(n)
-		}
-		b = b[n:]
-		if num == 1 && typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return "", protowire.ParseError(n)
-			}
-			return string(v), nil
-		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return "", protowire.ParseError(n)
-		}
-		b = b[n:]
-	}
-	return "", nil
-}
+func resourceName(b []byte) (string, error) { return fieldString(b, 1) }
 
 // edsNames are the EDS service names of the EDS clusters in a CDS
 // response, sorted; parsed off the wire once per version for all clients.

@@ -87,17 +87,7 @@ func setSliceEndpoints(t *testing.T, ns string, s meshService) {
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true)},
 		})
 	}
-	existing := &discoveryv1.EndpointSlice{}
-	err := k8s.Get(ctx, client.ObjectKeyFromObject(slice), existing)
-	if err == nil {
-		existing.Endpoints, existing.Ports = slice.Endpoints, slice.Ports
-		err = k8s.Update(ctx, existing)
-	} else {
-		err = k8s.Create(ctx, slice)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	writeSlice(t, slice)
 }
 
 // sidecar connects an Envoy-like ADS client as a sidecar proxy of ns whose

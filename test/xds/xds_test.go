@@ -157,17 +157,7 @@ func setEndpoints(t *testing.T, ns, name string, port int, backends []backend, n
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready), Serving: ptr.To(ready)},
 		})
 	}
-	existing := &discoveryv1.EndpointSlice{}
-	err := k8s.Get(ctx, client.ObjectKeyFromObject(slice), existing)
-	if err == nil {
-		existing.Endpoints, existing.Ports = slice.Endpoints, slice.Ports
-		err = k8s.Update(ctx, existing)
-	} else {
-		err = k8s.Create(ctx, slice)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	writeSlice(t, slice)
 }
 
 // serveBackends starts an xDS-enabled gRPC server per backend; each gets its
@@ -332,4 +322,20 @@ func TestClientsKeepServingWhileMeshdRestarts(t *testing.T) {
 	startMeshd(t, xdsAddr, nil)
 	setEndpoints(t, ns, "echo", port, []backend{a, b}, a.name)
 	waitForSplit(t, "clients resync with the restarted meshd", call, only(b.name))
+}
+
+// writeSlice creates the EndpointSlice or replaces its endpoints and ports.
+func writeSlice(t *testing.T, slice *discoveryv1.EndpointSlice) {
+	t.Helper()
+	existing := &discoveryv1.EndpointSlice{}
+	err := k8s.Get(ctx, client.ObjectKeyFromObject(slice), existing)
+	if err == nil {
+		existing.Endpoints, existing.Ports = slice.Endpoints, slice.Ports
+		err = k8s.Update(ctx, existing)
+	} else {
+		err = k8s.Create(ctx, slice)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
