@@ -426,12 +426,11 @@ func TestDisconnect(t *testing.T) {
 	}
 	c.cancel()
 	eventually(t, "the proxy to be forgotten", func() bool {
-		_, err := h.srv.cache.GetSnapshot(sidecarA)
 		_, listed := h.syncz()[sidecarA]
-		return err != nil && !listed && h.metric("meshd_xds_connected_proxies", "type", "sidecar") == 1
+		return h.srv.proxy(sidecarA) == nil && !listed && h.metric("meshd_xds_connected_proxies", "type", "sidecar") == 1
 	})
-	if _, err := h.srv.cache.GetSnapshot(routerB); err != nil {
-		t.Errorf("the other proxy lost its snapshot: %v", err)
+	if p := h.srv.proxy(routerB); p == nil || p.last.Load() == nil {
+		t.Errorf("the other proxy lost its configuration")
 	}
 	// It comes back: a new stream, a new snapshot at once.
 	c2 := newSotw(t, h.addr, node(sidecarA, nil))

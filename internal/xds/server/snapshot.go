@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -15,13 +14,13 @@ import (
 	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/meshplane/meshplane/internal/xds"
 )
@@ -81,19 +80,14 @@ func (s *Server) buildProxy(p *proxyState, changeTime time.Time) {
 	}
 
 	s.mu.RLock()
-	if s.proxies[p.id] != p {
-		s.mu.RUnlock()
+	current = s.proxies[p.id] == p
+	s.mu.RUnlock()
+	if !current {
 		return // disconnected while building
 	}
-	err = s.cache.SetSnapshot(s.ctx, p.id, a.snapshot)
-	s.mu.RUnlock()
-	if err != nil {
-		s.metrics.buildErrors.WithLabelValues("set").Inc()
-		s.log.Error(err, "setting xDS snapshot failed", "proxy", p.id)
-		return
-	}
-	p.last.Store(&setState{snapshot: a.snapshot, versions: a.versions, resources: a.resources, proxy: proxy, at: time.Now()})
+	p.last.Store(&setState{types: a.types, versions: a.versions, resources: a.resources, proxy: proxy, at: time.Now()})
 	p.setVersions(changed, changeTime)
+	p.wakeStreams()
 	s.metrics.pushDuration.Observe(time.Since(start).Seconds())
 	if s.log.V(1).Enabled() {
 		types := slices.Sorted(maps.Keys(changed))
@@ -101,9 +95,9 @@ func (s *Server) buildProxy(p *proxyState, changeTime time.Time) {
 	}
 }
 
-// assembled is a checked snapshot.
+// assembled is one proxy's checked configuration: per type, a shared result.
 type assembled struct {
-	snapshot  *cache.Snapshot
+	types     map[resourcev3.Type]*typeResult
 	versions  map[resourcev3.Type]string
 	resources xds.Resources
 }
@@ -111,7 +105,7 @@ type assembled struct {
 type entry struct {
 	name   string
 	res    types.Resource
-	wire   types.Resource // what is sent: res or its wire form (see wireForm)
+	any    *anypb.Any // res, encoded once: what every response carries
 	digest string
 	refs   map[resourcev3.Type]map[string]bool // EDS/RDS names it refers to
 }
@@ -168,27 +162,15 @@ func (s *Server) assemble(proxyID string, res xds.Resources, m *memo) (*assemble
 	return a, nil
 }
 
-// assembleTyped builds the snapshot from the per-type results, which it
-// shares (they are never modified once built).
+// assembleTyped collects the per-type results, which it shares (they are
+// never modified once built).
 func assembleTyped(byType map[resourcev3.Type]*typeResult) (*assembled, error) {
 	a := &assembled{
-		snapshot:  &cache.Snapshot{VersionMap: map[string]map[string]string{}},
+		types:     byType,
 		versions:  make(map[resourcev3.Type]string, len(byType)),
 		resources: make(xds.Resources, len(byType)),
 	}
-	// go-control-plane computes per-resource versions for delta by
-	// marshalling every resource again (ConstructVersionMap) unless the map
-	// is set; ours are the digests just computed.
-	for i := range types.UnknownType {
-		u, err := cache.GetResponseTypeURL(i)
-		if err != nil {
-			return nil, err
-		}
-		a.snapshot.VersionMap[u] = map[string]string{}
-	}
 	for t, tr := range byType {
-		a.snapshot.Resources[cache.GetResponseType(t)] = tr.resources
-		a.snapshot.VersionMap[t] = tr.versionMap
 		a.versions[t] = tr.version
 		a.resources[t] = tr.items
 	}
@@ -199,15 +181,22 @@ func assembleTyped(byType map[resourcev3.Type]*typeResult) (*assembled, error) {
 // list. Results are shared between proxies with the same list (see
 // memo.typed) and must not be modified once built.
 type typeResult struct {
-	in         []types.Resource // the generator's list it was built from
-	drops      []drop           // invalid resources, replayed per proxy
-	list       []entry          // valid, sorted by name
-	names      map[string]bool
-	refs       map[resourcev3.Type]map[string]bool // union of the entries' references
-	items      []types.Resource                    // the generator's resources, sorted by name
-	version    string
-	versionMap map[string]string
-	resources  cache.Resources // of the wire forms: what go-control-plane sends
+	id      uint64           // unique, for diffs (see diffFrom)
+	typeURL resourcev3.Type
+	in      []types.Resource // the generator's list it was built from
+	drops   []drop           // invalid resources, replayed per proxy
+	list    []entry          // valid, sorted by name
+	index   map[string]int   // name → position in list
+	refs    map[resourcev3.Type]map[string]bool // union of the entries' references
+	items   []types.Resource                    // the generator's resources, sorted by name
+	anys    []*anypb.Any                        // the encoded resources, sorted by name
+	version string
+
+	// deltaResources are the entries as delta xDS carries them, built on
+	// first use and shared by every delta stream.
+	deltaResources lazy[[]*discoveryv3.Resource]
+	// diffs memoizes diffFrom by the older result's id.
+	diffs diffMemo
 
 	// consistentWith caches whether the last referenced type's result
 	// checked against this one is consistent with it.
@@ -252,7 +241,7 @@ func buildType(t resourcev3.Type, in []types.Resource, m *memo) *typeResult {
 			continue
 		}
 		seen[name] = true
-		list = append(list, entry{name: name, res: r, wire: c.wire, digest: c.digest, refs: c.refs})
+		list = append(list, entry{name: name, res: r, any: c.any, digest: c.digest, refs: c.refs})
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
 	return finishType(t, list, drops)
@@ -261,27 +250,24 @@ func buildType(t resourcev3.Type, in []types.Resource, m *memo) *typeResult {
 // finishType hashes a checked, sorted list and indexes it.
 func finishType(t resourcev3.Type, list []entry, drops []drop) *typeResult {
 	tr := &typeResult{
-		drops:      drops,
-		list:       list,
-		names:      make(map[string]bool, len(list)),
-		refs:       map[resourcev3.Type]map[string]bool{},
-		items:      make([]types.Resource, len(list)),
-		versionMap: make(map[string]string, len(list)),
+		id:      resultIDs.Add(1),
+		typeURL: t,
+		drops:   drops,
+		list:    list,
+		index:   make(map[string]int, len(list)),
+		refs:    map[resourcev3.Type]map[string]bool{},
+		items:   make([]types.Resource, len(list)),
+		anys:    make([]*anypb.Any, len(list)),
 	}
 	h := sha256.New()
-	wire := make([]types.Resource, len(list))
 	for i, e := range list {
-		wire[i] = e.wire
-		if wire[i] == nil {
-			wire[i] = e.res
-		}
 		h.Write([]byte(e.name))
 		h.Write([]byte{0})
 		h.Write([]byte(e.digest))
 		h.Write([]byte{'\n'})
 		tr.items[i] = e.res
-		tr.versionMap[e.name] = e.digest
-		tr.names[e.name] = true
+		tr.anys[i] = e.any
+		tr.index[e.name] = i
 		for rt, names := range e.refs {
 			if tr.refs[rt] == nil {
 				tr.refs[rt] = map[string]bool{}
@@ -290,9 +276,39 @@ func finishType(t resourcev3.Type, list []entry, drops []drop) *typeResult {
 		}
 	}
 	tr.version = hex.EncodeToString(h.Sum(nil)[:versionBytes])
-	tr.resources = cache.NewResources(tr.version, wire)
 	return tr
 }
+
+// lazy is a value built once, on first use.
+type lazy[T any] struct {
+	once sync.Once
+	v    T
+	err  error
+}
+
+func (l *lazy[T]) get(build func() (T, error)) (T, error) {
+	l.once.Do(func() { l.v, l.err = build() })
+	return l.v, l.err
+}
+
+// resultIDs numbers typeResults.
+var resultIDs atomic.Uint64
+
+// delta returns the entries as delta xDS resources (name, digest as
+// version, encoded resource), built once per result.
+func (tr *typeResult) delta() []*discoveryv3.Resource {
+	v, _ := tr.deltaResources.get(func() ([]*discoveryv3.Resource, error) {
+		out := make([]*discoveryv3.Resource, len(tr.list))
+		for i, e := range tr.list {
+			out[i] = &discoveryv3.Resource{Name: e.name, Version: e.digest, Resource: e.any}
+		}
+		return out, nil
+	})
+	return v
+}
+
+// emptyResult is the result of a type nobody generated anything of.
+func emptyResult(t resourcev3.Type) *typeResult { return finishType(t, nil, nil) }
 
 // consistentTyped reports whether the per-type results are consistent as
 // they are (what consistent() checks): then repair has nothing to drop.
@@ -309,9 +325,9 @@ func consistentTyped(byType map[resourcev3.Type]*typeResult) bool {
 			continue
 		}
 		used := d.refs[ref]
-		ok := len(used) == len(r.names)
+		ok := len(used) == len(r.index)
 		if ok {
-			for name := range r.names {
+			for name := range r.index {
 				if !used[name] {
 					ok = false
 					break
@@ -373,7 +389,7 @@ type typeKey struct {
 
 type checked struct {
 	once   sync.Once
-	wire   types.Resource
+	any    *anypb.Any
 	digest string
 	refs   map[resourcev3.Type]map[string]bool
 	err    error
@@ -527,49 +543,7 @@ func (c *checked) run(r types.Resource, validate func(types.Resource) error) {
 	sum := sha256.Sum256(b)
 	c.digest = hex.EncodeToString(sum[:versionBytes])
 	c.refs = references(r)
-	c.wire = wireForm(r, b)
-}
-
-// wireForm returns a message of r's type that marshals (deterministically
-// or not) to b, r's deterministic encoding, at the cost of a copy: its only
-// known field is field 1, r's name (name, or cluster_name for a
-// ClusterLoadAssignment), and its unknown fields are the rest of b. That is
-// what snapshots hold, so that go-control-plane, which marshals every
-// resource of every response again for every proxy, copies bytes instead of
-// walking the message. go-control-plane reads nothing else from it but the
-// name (GetResourceName); references and consistency are taken from r.
-//
-// It returns r itself when b does not start with a field-1 string record or
-// the wire form does not marshal to exactly b.
-func wireForm(r types.Resource, b []byte) types.Resource {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 || num != 1 || typ != protowire.BytesType {
-		return r
-	}
-	m := protowire.ConsumeFieldValue(num, typ, b[n:])
-	if m < 0 {
-		return r
-	}
-	msg := r.ProtoReflect()
-	fd := msg.Descriptor().Fields().ByNumber(1)
-	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.Cardinality() != protoreflect.Optional ||
-		fd.ContainingOneof() != nil {
-		return r
-	}
-	w := msg.Type().New()
-	w.Set(fd, msg.Get(fd))
-	if rest := b[n+m:]; len(rest) > 0 {
-		w.SetUnknown(protoreflect.RawFields(rest))
-	}
-	wr, ok := w.Interface().(types.Resource)
-	if !ok {
-		return r
-	}
-	out, err := proto.MarshalOptions{Deterministic: true}.Marshal(wr)
-	if err != nil || !bytes.Equal(out, b) {
-		return r
-	}
-	return wr
+	c.any = &anypb.Any{TypeUrl: resourcev3.APITypePrefix + string(r.ProtoReflect().Descriptor().FullName()), Value: b}
 }
 
 // references returns the EDS and RDS names a resource refers to:

@@ -39,9 +39,7 @@ func TestConsistency(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", typ, err)
 		}
-		// The snapshot holds wire forms (see wireForm), whose references
-		// go-control-plane cannot see; Consistent() is asked about the
-		// originals.
+		// go-control-plane's own check, for comparison.
 		orig, err := cache.NewSnapshot("v", map[resourcev3.Type][]types.Resource(a.resources))
 		if err != nil {
 			t.Fatal(err)
@@ -54,7 +52,7 @@ func TestConsistency(t *testing.T) {
 			t.Errorf("grpc: Snapshot.Consistent() accepts api_listener snapshots now; consistent() could use it")
 		}
 		for _, rt := range xds.Types {
-			if got := len(a.snapshot.GetResources(rt)); got != 3 {
+			if got := len(a.types[rt].anys); got != 3 {
 				t.Errorf("%s %s: %d resources", typ, rt, got)
 			}
 		}
@@ -100,10 +98,19 @@ func TestHashing(t *testing.T) {
 		}
 	}
 	// Delta versions are the per-resource digests.
-	for name, v := range a3.snapshot.GetVersionMap(resourcev3.EndpointType) {
-		if v == "" || v == a1.snapshot.GetVersionMap(resourcev3.EndpointType)[name] {
-			t.Errorf("EDS %s: delta version %q unchanged", name, v)
+	old := a1.types[resourcev3.EndpointType]
+	for _, r := range a3.types[resourcev3.EndpointType].delta() {
+		if r.Version == "" || r.Version == old.list[old.index[r.Name]].digest {
+			t.Errorf("EDS %s: delta version %q unchanged", r.Name, r.Version)
 		}
+	}
+	// And what changed is found once per pair of results.
+	d := a3.types[resourcev3.EndpointType].diffFrom(old)
+	if len(d.changed) != 3 || len(d.removed) != 0 {
+		t.Errorf("EDS diff: %d changed, %v removed; want 3, none", len(d.changed), d.removed)
+	}
+	if d2 := a3.types[resourcev3.EndpointType].diffFrom(old); d2 != d {
+		t.Errorf("EDS diff computed twice")
 	}
 }
 

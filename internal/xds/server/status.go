@@ -1,15 +1,11 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 
@@ -25,18 +21,19 @@ type proxyState struct {
 	// streams is the number of open streams; guarded by Server.mu.
 	streams int
 
-	// buildMu serialises this proxy's builds and SetSnapshot calls.
+	// buildMu serialises this proxy's builds.
 	buildMu sync.Mutex
-	// last is what was last set in the cache for this proxy.
+	// last is the proxy's current configuration.
 	last atomic.Pointer[setState]
 
-	mu    sync.Mutex // guards types
+	mu    sync.Mutex // guards types and conns
 	types map[resourcev3.Type]*typeStatus
+	conns map[*conn]struct{}
 }
 
-// setState is a snapshot as set in the cache, with what config_dump needs.
+// setState is a proxy's configuration, with what config_dump needs.
 type setState struct {
-	snapshot  *cache.Snapshot
+	types     map[resourcev3.Type]*typeResult
 	versions  map[resourcev3.Type]string
 	resources xds.Resources // sorted by name, as set
 	proxy     *model.Proxy  // as resolved for the build
@@ -66,7 +63,7 @@ type pendingChange struct {
 }
 
 func newProxyState(ident model.Proxy) *proxyState {
-	return &proxyState{id: ident.ID, ident: ident, types: map[resourcev3.Type]*typeStatus{}}
+	return &proxyState{id: ident.ID, ident: ident, types: map[resourcev3.Type]*typeStatus{}, conns: map[*conn]struct{}{}}
 }
 
 // status returns the type's status; p.mu must be held.
@@ -102,69 +99,36 @@ func (p *proxyState) setVersions(changed map[resourcev3.Type]string, changeTime 
 	}
 }
 
-// streamKey: SotW and delta streams are numbered independently by
-// go-control-plane.
-type streamKey struct {
-	delta bool
-	id    int64
-}
-
-// streamState is one xDS stream. Its fields are used only on the stream's
-// goroutine (go-control-plane calls a stream's callbacks from one goroutine).
-type streamState struct {
-	proxy *proxyState
-	// sent holds, per type, the responses not yet ACKed or NACKed, oldest
-	// first.
-	sent map[string][]sentResponse
-}
-
-type sentResponse struct {
-	nonce, version string
-}
-
-// maxUnanswered bounds sentResponse lists of clients that never answer.
-const maxUnanswered = 16
-
-func (s *Server) openStream(key streamKey) {
-	s.mu.Lock()
-	s.streams[key] = &streamState{sent: map[string][]sentResponse{}}
-	s.mu.Unlock()
-}
-
-func (s *Server) stream(key streamKey) *streamState {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.streams[key]
-}
-
-// onRequest handles a request of a stream: binds the stream to its proxy on
-// the first one, and records an ACK or NACK of an earlier response. For a
-// NACK it returns the NACKed version.
-func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, nonce string, errDetail *rpcstatus.Status) (nacked string, isNack bool, err error) {
-	st := s.stream(key)
-	if st == nil {
-		return "", false, errors.New("xds server: request on an unknown stream")
-	}
-	if st.proxy == nil {
-		if err := s.attach(st, node); err != nil {
-			return "", false, err
+// wakeStreams tells the proxy's streams that its configuration changed.
+func (p *proxyState) wakeStreams() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		select {
+		case c.wake <- struct{}{}:
+		default: // already signalled
 		}
 	}
+}
+
+// recordAnswer records an ACK or NACK carried by a request: a nonce of a
+// response sent on the stream and not answered yet.
+func (s *Server) recordAnswer(c *conn, typeURL, nonce string, errDetail *rpcstatus.Status) {
 	if nonce == "" {
-		return "", false, nil
+		return
 	}
-	list := st.sent[typeURL]
+	list := c.sent[typeURL]
 	i := 0
 	for i < len(list) && list[i].nonce != nonce {
 		i++
 	}
 	if i == len(list) {
-		return "", false, nil // stale or unknown nonce: neither ACK nor NACK
+		return // stale or unknown nonce: neither ACK nor NACK
 	}
 	version := list[i].version
-	st.sent[typeURL] = list[i+1:]
+	c.sent[typeURL] = list[i+1:]
 
-	p := st.proxy
+	p := c.proxy
 	label := typeLabel(typeURL)
 	now := time.Now()
 	p.mu.Lock()
@@ -175,7 +139,7 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, nonce stri
 		s.metrics.nacks.WithLabelValues(label).Inc()
 		s.log.Error(errors.New(errDetail.GetMessage()), "xDS NACK", "proxy", p.id, "type", typeURL,
 			"version", version, "code", errDetail.GetCode())
-		return version, true, nil
+		return
 	}
 	ts.Acked = version
 	var converged time.Duration
@@ -187,22 +151,17 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, nonce stri
 	if converged > 0 {
 		s.metrics.convergence.Observe(converged.Seconds())
 	}
-	return "", false, nil
 }
 
-// onResponse records a response about to be sent on a stream.
-func (s *Server) onResponse(key streamKey, typeURL, version, nonce string) {
+// recordSent records a response about to be sent on a stream.
+func (s *Server) recordSent(c *conn, typeURL, version, nonce string) {
 	s.metrics.pushes.WithLabelValues(typeLabel(typeURL)).Inc()
-	st := s.stream(key)
-	if st == nil || st.proxy == nil {
-		return
-	}
-	list := append(st.sent[typeURL], sentResponse{nonce: nonce, version: version})
+	list := append(c.sent[typeURL], sentResponse{nonce: nonce, version: version})
 	if len(list) > maxUnanswered {
 		list = list[len(list)-maxUnanswered:]
 	}
-	st.sent[typeURL] = list
-	p := st.proxy
+	c.sent[typeURL] = list
+	p := c.proxy
 	p.mu.Lock()
 	ts := p.status(typeURL)
 	ts.Sent = version
@@ -210,55 +169,4 @@ func (s *Server) onResponse(key streamKey, typeURL, version, nonce string) {
 		ts.pending.sent = true
 	}
 	p.mu.Unlock()
-}
-
-// callbacks are go-control-plane's server callbacks, for SotW and delta.
-type callbacks struct{ s *Server }
-
-func (c callbacks) OnStreamOpen(_ context.Context, id int64, _ string) error {
-	c.s.openStream(streamKey{id: id})
-	return nil
-}
-
-func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node) {
-	c.s.detach(streamKey{id: id})
-}
-
-func (c callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
-	nacked, isNack, err := c.s.onRequest(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail())
-	if err != nil {
-		return err
-	}
-	if isNack {
-		// A NACK carries the last version the client accepted, which differs
-		// from the snapshot's, and go-control-plane would answer it with the
-		// rejected version again at once: a NACK loop. The client has seen
-		// the rejected version; wait for a new one.
-		req.VersionInfo = nacked
-	}
-	return nil
-}
-
-func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
-	c.s.onResponse(streamKey{id: id}, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
-}
-
-func (c callbacks) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
-	c.s.openStream(streamKey{delta: true, id: id})
-	return nil
-}
-
-func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
-	c.s.detach(streamKey{delta: true, id: id})
-}
-
-func (c callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-	// Delta needs no NACK rewrite: the subscription already records the
-	// rejected resource versions as returned, so they are not re-sent.
-	_, _, err := c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail())
-	return err
-}
-
-func (c callbacks) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
-	c.s.onResponse(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
 }

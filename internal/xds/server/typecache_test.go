@@ -26,16 +26,18 @@ func sameAssembled(t *testing.T, what string, a, b *assembled) {
 	if !maps.EqualFunc(a.resources, b.resources, func(x, y []types.Resource) bool { return slices.Equal(x, y) }) {
 		t.Errorf("%s: resources differ", what)
 	}
-	for i := range a.snapshot.Resources {
-		ra, rb := a.snapshot.Resources[i], b.snapshot.Resources[i]
-		if ra.Version != rb.Version || !maps.EqualFunc(ra.Items, rb.Items, func(x, y types.ResourceWithTTL) bool {
-			return x.TTL == y.TTL && bytes.Equal(marshalDet(t, x.Resource), marshalDet(t, y.Resource))
-		}) {
-			t.Errorf("%s: snapshot resources of type %d differ", what, i)
+	for typ, ta := range a.types {
+		tb := b.types[typ]
+		if tb == nil || ta.version != tb.version || len(ta.anys) != len(tb.anys) {
+			t.Errorf("%s: %s results differ", what, typ)
+			continue
 		}
-	}
-	if !maps.EqualFunc(a.snapshot.VersionMap, b.snapshot.VersionMap, maps.Equal) {
-		t.Errorf("%s: version maps differ", what)
+		for i := range ta.anys {
+			if ta.anys[i].TypeUrl != typ || !bytes.Equal(ta.anys[i].Value, tb.anys[i].Value) ||
+				!bytes.Equal(ta.anys[i].Value, marshalDet(t, ta.items[i])) {
+				t.Errorf("%s: %s %s: encoded forms differ", what, typ, ta.list[i].name)
+			}
+		}
 	}
 }
 
@@ -98,7 +100,7 @@ func TestTypedCacheSameOutput(t *testing.T) {
 	want, _ := s.assemble("p", other, nil)
 	got, _ := s.assemble("p", other, m)
 	sameAssembled(t, "other addresses", want, got)
-	if a, b := got.snapshot.GetResources(resourcev3.ClusterType), want.snapshot.GetResources(resourcev3.ClusterType); len(a) != len(b) {
+	if a, b := got.types[resourcev3.ClusterType].anys, want.types[resourcev3.ClusterType].anys; len(a) != len(b) {
 		t.Errorf("clusters: %d vs %d", len(a), len(b))
 	}
 }
