@@ -14,8 +14,8 @@ import (
 	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -181,12 +181,12 @@ func assembleTyped(byType map[resourcev3.Type]*typeResult) (*assembled, error) {
 // list. Results are shared between proxies with the same list (see
 // memo.typed) and must not be modified once built.
 type typeResult struct {
-	id      uint64           // unique, for diffs (see diffFrom)
+	id      uint64 // unique, for diffs (see diffFrom)
 	typeURL resourcev3.Type
-	in      []types.Resource // the generator's list it was built from
-	drops   []drop           // invalid resources, replayed per proxy
-	list    []entry          // valid, sorted by name
-	index   map[string]int   // name → position in list
+	in      []types.Resource                    // the generator's list it was built from
+	drops   []drop                              // invalid resources, replayed per proxy
+	list    []entry                             // valid, sorted by name
+	index   map[string]int                      // name → position in list
 	refs    map[resourcev3.Type]map[string]bool // union of the entries' references
 	items   []types.Resource                    // the generator's resources, sorted by name
 	anys    []*anypb.Any                        // the encoded resources, sorted by name
