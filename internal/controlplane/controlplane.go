@@ -61,8 +61,10 @@ func New(opts Options) (*ControlPlane, error) {
 	if log.GetSink() == nil {
 		log = logr.Discard()
 	}
+	generators := generate.NewCache()
 	xdsServer, err := server.New(server.Options{
-		Generator: generate.NewCache().Generate,
+		Generator: generators.Generate,
+		Endpoints: generators.LoadAssignments,
 		Validate:  generate.ValidateResource,
 		Debounce:  opts.Debounce,
 		Registry:  opts.Registry,

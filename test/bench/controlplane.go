@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -41,6 +42,17 @@ func runControlPlaneChild(kubeconfigPath, cpuprofile string, debounce server.Deb
 			return err
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+		// And the heap as the run ends (after the changes: the steady
+		// state), for memory work.
+		defer func() {
+			h, err := os.Create(strings.TrimSuffix(cpuprofile, ".prof") + ".heap")
+			if err != nil {
+				return
+			}
+			runtime.GC()
+			_ = pprof.WriteHeapProfile(h)
+			_ = h.Close()
+		}()
 	}
 	ctrllog.SetLogger(logr.Discard())
 	start := time.Now()

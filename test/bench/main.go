@@ -66,7 +66,7 @@ func main() {
 	flag.DurationVar(&o.syncTimeout, "sync-timeout", 10*time.Minute, "bound on every client holding its initial config")
 	flag.DurationVar(&o.changeTimeout, "change-timeout", 3*time.Minute, "bound on every client receiving one change")
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "quiet time after the initial sync and after each change")
-	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write the control plane's CPU profile of each run to <this>-N<clients>.prof")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write the control plane's CPU profile of each run to <this>-N<clients>.prof, and its heap at the end of the run to <this>-N<clients>.heap")
 	flag.DurationVar(&o.debounce.Quiet, "debounce-quiet", server.DefaultDebounceQuiet, "meshd's debounce quiet window")
 	flag.DurationVar(&o.debounce.Max, "debounce-max", server.DefaultDebounceMax, "meshd's debounce max window")
 	var maxRSSMiB int64

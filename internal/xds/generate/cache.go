@@ -253,6 +253,22 @@ func (c *Cache) entries(world *model.World) []*serviceEntry {
 	return out
 }
 
+// LoadAssignments returns svc's ClusterLoadAssignments, one per port, as
+// Generate hands them to every proxy that gets them (Envoys and gRPC
+// clients alike). They depend on the Service alone, never on the proxy: the
+// xDS server relies on it to push an endpoint change by replacing these
+// resources instead of regenerating every proxy (server.Options.Endpoints).
+func (c *Cache) LoadAssignments(svc *model.Service) []types.Resource {
+	c.mu.Lock()
+	e := c.services[svc]
+	if e == nil {
+		e = &serviceEntry{svc: svc}
+		c.services[svc] = e
+	}
+	c.mu.Unlock()
+	return e.loadAssignments()
+}
+
 // envoyOutbound is outboundClusters(world), shared and sorted.
 func (c *Cache) envoyOutbound(w *worldEntry) (clusters, endpoints []types.Resource) {
 	v, _ := w.envoy.get(func() ([2][]types.Resource, error) {

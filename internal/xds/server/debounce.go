@@ -58,21 +58,27 @@ func (s *Server) debounceLoop(ctx context.Context) {
 	}
 }
 
-// pushAll rebuilds every connected proxy; only the types whose content hash
-// changed are re-sent.
+// pushAll brings every connected proxy to the current world: by replacing
+// the changed ClusterLoadAssignments when only endpoints changed
+// (endpoints.go), else by rebuilding it. Only the types whose content hash
+// changed are sent.
 //
-// Targeted rebuilds go here: with change events that say what changed
-// (services, endpoints, workloads), filter the proxies to those whose
-// configuration depends on it — an endpoint change affects only proxies that
-// can reach its service, and then only their EDS — and let the generator
-// rebuild only the affected types. Until then every proxy is regenerated and
-// the content hashes keep unchanged types from being re-sent.
-//
-// At the end of the round, the validation memo forgets the resources no
-// build of this round used.
+// At the end of a full round, the validation memo forgets the resources no
+// build of this round used. An endpoint round uses only the replaced
+// resources, so it leaves the memo alone unless those have grown it past
+// twice its size after the last full round.
 func (s *Server) pushAll(changeTime time.Time) {
+	s.mu.RLock()
+	world, memo := s.world, s.memo
+	s.mu.RUnlock()
+	plan := s.planEndpointPush(s.pushed, world)
+	s.pushed = world
 	defer func() {
+		if plan != nil && s.memo.len() <= 2*s.memoSize+4096 {
+			return
+		}
 		kept, dropped := s.memo.rotate()
+		s.memoSize = kept
 		s.log.V(1).Info("push round done", "memoKept", kept, "memoDropped", dropped)
 	}()
 	proxies := s.connected()
@@ -85,6 +91,9 @@ func (s *Server) pushAll(changeTime time.Time) {
 	for range workers {
 		wg.Go(func() {
 			for p := range work {
+				if plan != nil && s.pushEndpoints(p, plan, memo, changeTime) {
+					continue
+				}
 				s.buildProxy(p, changeTime)
 			}
 		})

@@ -63,6 +63,12 @@ type Options struct {
 	// a resource returned (the same pointer) for several proxies, or in
 	// successive worlds, is validated and hashed once (generate.Cache).
 	Generator xds.Generator
+	// Endpoints returns the ClusterLoadAssignments of a Service exactly as
+	// Generator hands them to every proxy that gets them; they must not
+	// depend on the proxy. Optional: with it, a change of endpoints only
+	// replaces those resources in the proxies' configurations instead of
+	// regenerating every proxy (endpoints.go).
+	Endpoints func(*model.Service) []types.Resource
 	// Debounce coalesces change events: a push starts when no event arrived
 	// for Quiet, or Max after the first event of the burst, whichever is
 	// first. Zero values take the defaults (100ms, 1s).
@@ -85,7 +91,8 @@ type Debounce struct {
 
 // Server serves the current world's configuration to connected proxies.
 type Server struct {
-	gen      xds.Generator
+	gen       xds.Generator
+	endpoints func(*model.Service) []types.Resource
 	validate func(types.Resource) error
 	debounce Debounce
 	log      logr.Logger
@@ -93,7 +100,7 @@ type Server struct {
 
 	// names interns the streams' subscriptions.
 	names *interner
-	// sendSlots bounds concurrent sends of large responses (see send).
+	// sendSlots bounds the large responses in flight (see sendLarge).
 	sendSlots chan struct{}
 	streamIDs atomic.Int64
 
@@ -109,6 +116,10 @@ type Server struct {
 	// build of the last push rounds used it (see memo.rotate).
 	memo         *memo
 	pendingSince time.Time // first change event not yet pushed; zero if none
+	// pushed is the world of the last push round (debounce goroutine only).
+	pushed *model.World
+	// memoSize is the memo's size after the last full round; see pushAll.
+	memoSize int
 	proxies      map[string]*proxyState
 
 	changed   chan struct{}
@@ -144,7 +155,8 @@ func New(opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		gen:      opts.Generator,
+		gen:       opts.Generator,
+		endpoints: opts.Endpoints,
 		validate: opts.Validate,
 		debounce: opts.Debounce,
 		log:      log,
@@ -155,9 +167,9 @@ func New(opts Options) (*Server, error) {
 		changed:  make(chan struct{}, 1),
 		memo:     newMemo(opts.Validate),
 		names:    newInterner(),
-		// A few encoded large responses per core in flight: enough to
-		// keep the cores and the loopback busy.
-		sendSlots: make(chan struct{}, 4*runtime.GOMAXPROCS(0)),
+		// A few large responses per core in flight: enough to keep the
+		// cores and the network busy.
+		sendSlots: make(chan struct{}, 8*runtime.GOMAXPROCS(0)),
 	}
 	return s, nil
 }

@@ -76,7 +76,10 @@ func (s *Server) buildProxy(p *proxyState, changeTime time.Time) {
 		}
 	}
 	if len(changed) == 0 {
-		return // unchanged hashes are not re-sent
+		// Unchanged hashes are not re-sent; the configuration is now that
+		// of this world (what an endpoint round checks).
+		p.last.Store(&setState{types: a.types, versions: a.versions, resources: a.resources, proxy: proxy, world: world, at: prev.at})
+		return
 	}
 
 	s.mu.RLock()
@@ -85,7 +88,7 @@ func (s *Server) buildProxy(p *proxyState, changeTime time.Time) {
 	if !current {
 		return // disconnected while building
 	}
-	p.last.Store(&setState{types: a.types, versions: a.versions, resources: a.resources, proxy: proxy, at: time.Now()})
+	p.last.Store(&setState{types: a.types, versions: a.versions, resources: a.resources, proxy: proxy, world: world, at: time.Now()})
 	p.setVersions(changed, changeTime)
 	p.wakeStreams()
 	s.metrics.pushDuration.Observe(time.Since(start).Seconds())

@@ -37,6 +37,7 @@ type setState struct {
 	versions  map[resourcev3.Type]string
 	resources xds.Resources // sorted by name, as set
 	proxy     *model.Proxy  // as resolved for the build
+	world     *model.World  // the configuration is that of this world
 	at        time.Time
 }
 

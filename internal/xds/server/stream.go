@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -59,7 +60,10 @@ type request struct {
 
 // conn is one ADS stream.
 type conn struct {
-	s     *Server
+	s   *Server
+	ctx context.Context // the stream's
+	// slot is the send slot this stream holds, if any (sendLarge).
+	slot  *slot
 	delta bool
 	id    int64
 	proxy *proxyState
@@ -154,6 +158,7 @@ func (s *Server) newConn(delta bool) *conn {
 func (s *Server) serveConn(streamCtx context.Context, c *conn, recv func() (*request, error)) error {
 	ctx, cancel := context.WithCancel(streamCtx)
 	defer cancel()
+	c.ctx = ctx
 	stop := context.AfterFunc(s.ctx, cancel)
 	defer stop()
 	defer s.detach(c)
@@ -207,6 +212,7 @@ func (c *conn) handle(r *request) error {
 		return status.Error(codes.InvalidArgument, "type URL is required for ADS")
 	}
 	c.s.recordAnswer(c, r.typeURL, r.nonce, r.errDetail)
+	c.answered(r.nonce)
 
 	w := c.watches[r.typeURL]
 	if w == nil {
@@ -355,8 +361,12 @@ func (c *conn) setSent(w *watch, cur *typeResult) {
 	}
 }
 
-// close releases the watches' name sets.
+// close releases the watches' name sets and the send slot.
 func (c *conn) close() {
+	if c.slot != nil {
+		c.slot.release()
+		c.slot = nil
+	}
 	for _, w := range c.watches {
 		c.s.names.release(w.names)
 		c.s.names.release(w.sentNames)
@@ -414,7 +424,7 @@ func (c *conn) respondSotw(w *watch) error {
 	nonce := strconv.FormatInt(c.nonce, 10)
 	w.lastNonce = nonce
 	c.s.recordSent(c, w.typeURL, cur.version, nonce)
-	return c.s.send(len(out), func() error {
+	return c.sendLarge(anysSize(out), c.nonce, func() error {
 		return c.sendSotw(&discoveryv3.DiscoveryResponse{
 			VersionInfo: cur.version,
 			TypeUrl:     w.typeURL,
@@ -550,7 +560,7 @@ func (c *conn) respondDelta(w *watch) error {
 	c.nonce++
 	nonce := strconv.FormatInt(c.nonce, 10)
 	c.s.recordSent(c, w.typeURL, cur.version, nonce)
-	return c.s.send(len(resources), func() error {
+	return c.sendLarge(deltaSize(resources), c.nonce, func() error {
 		return c.sendDelta(&discoveryv3.DeltaDiscoveryResponse{
 			SystemVersionInfo: cur.version,
 			TypeUrl:           w.typeURL,
@@ -561,25 +571,73 @@ func (c *conn) respondDelta(w *watch) error {
 	})
 }
 
-// send runs one Send. Large responses take one of a few slots first, so
-// that a push to thousands of proxies does not hold thousands of encoded
-// responses at once; a slot not free within sendSlotWait is skipped (a
-// client that stopped reading holds its slot, and must not stall everyone).
-func (s *Server) send(resources int, send func() error) error {
-	if resources < largeResponse {
+// sendLarge sends a response of size bytes. A large response takes one of
+// a few server-wide slots first and keeps it until the client answers it (or
+// any later response of the stream: a stream delivers in order), or for
+// slotTimeout at most. gRPC's Send returns once the message is queued on the
+// connection, so without this a push to thousands of proxies would hold
+// thousands of encoded responses at once, waiting for slow readers. A stream
+// holds one slot at most: its own answers release it, so waiting for a
+// second one could deadlock.
+func (c *conn) sendLarge(size int, nonce int64, send func() error) error {
+	if size < largeResponseBytes || c.slot != nil {
 		return send()
 	}
-	t := time.NewTimer(sendSlotWait)
-	defer t.Stop()
 	select {
-	case s.sendSlots <- struct{}{}:
-		defer func() { <-s.sendSlots }()
-	case <-t.C:
+	case c.s.sendSlots <- struct{}{}:
+	case <-c.ctx.Done():
+		return c.ctx.Err()
 	}
+	sl := &slot{nonce: nonce, free: func() { <-c.s.sendSlots }}
+	sl.timer = time.AfterFunc(slotTimeout, sl.release)
+	c.slot = sl
 	return send()
 }
 
+// slot is a held send slot.
+type slot struct {
+	nonce int64
+	once  sync.Once
+	free  func()
+	timer *time.Timer
+}
+
+func (sl *slot) release() {
+	sl.once.Do(func() {
+		sl.timer.Stop()
+		sl.free()
+	})
+}
+
+// answered releases the stream's slot when a request answers the response
+// that took it or a later one.
+func (c *conn) answered(nonce string) {
+	if c.slot == nil || nonce == "" {
+		return
+	}
+	if n, err := strconv.ParseInt(nonce, 10, 64); err == nil && n >= c.slot.nonce {
+		c.slot.release()
+		c.slot = nil
+	}
+}
+
+func anysSize(list []*anypb.Any) int {
+	n := 0
+	for _, a := range list {
+		n += len(a.GetValue())
+	}
+	return n
+}
+
+func deltaSize(list []*discoveryv3.Resource) int {
+	n := 0
+	for _, r := range list {
+		n += len(r.GetResource().GetValue())
+	}
+	return n
+}
+
 const (
-	largeResponse = 64
-	sendSlotWait  = time.Second
+	largeResponseBytes = 256 << 10
+	slotTimeout        = 5 * time.Second
 )
