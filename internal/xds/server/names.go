@@ -11,16 +11,27 @@ import (
 // not 2000), and a watch whose subscription did not change keeps the same
 // pointer, which is what the response logic compares.
 type nameSet struct {
+	id    uint64
 	key   setKey
 	names map[string]struct{}
 	refs  int // watches holding the set; guarded by interner.mu
+
+	// added memoizes addedSince by the older set's id.
+	addedMu sync.Mutex
+	added   map[uint64][]string
 }
 
-// setKey is an order-independent fingerprint of a set of names; sets with
-// the same key are compared name by name.
+// setKey is an order-independent fingerprint of a set of distinct names:
+// their number and two sums and a xor of 64-bit hashes under two random
+// seeds. Sets with the same key are taken to be the same set: a SotW client
+// repeats its whole subscription (thousands of names) on every ACK, and
+// comparing the fingerprint costs two hashes per name where comparing the
+// sets would cost a map lookup per name. Two different sets of names
+// collide with a probability around 2^-128 (the seeds are random per
+// process, so nobody can choose names that collide).
 type setKey struct {
-	sum, xor uint64
-	n        int
+	sum1, sum2, xor uint64
+	n               int
 }
 
 func (s *nameSet) has(name string) bool {
@@ -37,37 +48,58 @@ func (s *nameSet) len() int {
 
 // interner holds the name sets in use.
 type interner struct {
-	mu   sync.Mutex
-	seed maphash.Seed
-	sets map[setKey][]*nameSet
+	mu           sync.Mutex
+	seed1, seed2 maphash.Seed
+	sets         map[setKey]*nameSet
+	ids          uint64
 }
 
 func newInterner() *interner {
-	return &interner{seed: maphash.MakeSeed(), sets: map[setKey][]*nameSet{}}
+	return &interner{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed(), sets: map[setKey]*nameSet{}}
 }
 
 // keyOf fingerprints names, which are distinct.
 func (in *interner) keyOf(names []string) setKey {
 	k := setKey{n: len(names)}
 	for _, n := range names {
-		h := maphash.String(in.seed, n)
-		k.sum += h
-		k.xor ^= h * 0x9e3779b97f4a7c15
+		h1 := maphash.String(in.seed1, n)
+		k.sum1 += h1
+		k.xor ^= h1 * 0x9e3779b97f4a7c15
+		k.sum2 += maphash.String(in.seed2, n)
 	}
 	return k
 }
 
-// same reports whether s holds exactly the distinct names.
-func (s *nameSet) same(k setKey, names []string) bool {
-	if s == nil || s.key != k {
-		return false
+// same reports whether s holds the distinct names (see setKey).
+func (s *nameSet) same(k setKey) bool { return s != nil && s.key == k }
+
+// addedSince returns the names of s that prev (another set, or nil) lacks,
+// computed once per pair: every stream whose subscription moved from prev to
+// s shares the answer.
+func (s *nameSet) addedSince(prev *nameSet) []string {
+	if prev == nil {
+		out := make([]string, 0, len(s.names))
+		for n := range s.names {
+			out = append(out, n)
+		}
+		return out
 	}
-	for _, n := range names {
-		if !s.has(n) {
-			return false
+	s.addedMu.Lock()
+	defer s.addedMu.Unlock()
+	if out, ok := s.added[prev.id]; ok {
+		return out
+	}
+	var out []string
+	for n := range s.names {
+		if !prev.has(n) {
+			out = append(out, n)
 		}
 	}
-	return true
+	if s.added == nil || len(s.added) >= maxDiffs {
+		s.added = map[uint64][]string{}
+	}
+	s.added[prev.id] = out
+	return out
 }
 
 // intern returns the shared set of names with one more reference; prev (may
@@ -77,28 +109,27 @@ func (in *interner) intern(names []string, prev *nameSet) *nameSet {
 	// The common request repeats its stream's subscription: checked
 	// without building anything (a duplicate changes the key's sums).
 	k := in.keyOf(names)
-	if prev.same(k, names) {
+	if prev.same(k) {
 		return prev
 	}
 	if d := distinct(names); len(d) != len(names) {
 		names, k = d, in.keyOf(d)
-		if prev.same(k, names) {
+		if prev.same(k) {
 			return prev
 		}
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	for _, s := range in.sets[k] {
-		if s.same(k, names) {
-			s.refs++
-			return s
-		}
+	if s := in.sets[k]; s != nil {
+		s.refs++
+		return s
 	}
-	s := &nameSet{key: k, names: make(map[string]struct{}, len(names)), refs: 1}
+	in.ids++
+	s := &nameSet{id: in.ids, key: k, names: make(map[string]struct{}, len(names)), refs: 1}
 	for _, n := range names {
 		s.names[n] = struct{}{}
 	}
-	in.sets[k] = append(in.sets[k], s)
+	in.sets[k] = s
 	return s
 }
 
@@ -120,20 +151,8 @@ func (in *interner) release(s *nameSet) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	s.refs--
-	if s.refs > 0 {
-		return
-	}
-	list := in.sets[s.key]
-	for i, x := range list {
-		if x == s {
-			list = append(list[:i:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
+	if s.refs <= 0 && in.sets[s.key] == s {
 		delete(in.sets, s.key)
-	} else {
-		in.sets[s.key] = list
 	}
 }
 

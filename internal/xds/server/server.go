@@ -93,10 +93,10 @@ type Debounce struct {
 type Server struct {
 	gen       xds.Generator
 	endpoints func(*model.Service) []types.Resource
-	validate func(types.Resource) error
-	debounce Debounce
-	log      logr.Logger
-	metrics  *metrics
+	validate  func(types.Resource) error
+	debounce  Debounce
+	log       logr.Logger
+	metrics   *metrics
 
 	// names interns the streams' subscriptions.
 	names *interner
@@ -120,7 +120,7 @@ type Server struct {
 	pushed *model.World
 	// memoSize is the memo's size after the last full round; see pushAll.
 	memoSize int
-	proxies      map[string]*proxyState
+	proxies  map[string]*proxyState
 
 	changed   chan struct{}
 	startOnce sync.Once
@@ -157,16 +157,16 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		gen:       opts.Generator,
 		endpoints: opts.Endpoints,
-		validate: opts.Validate,
-		debounce: opts.Debounce,
-		log:      log,
-		metrics:  m,
-		ctx:      ctx,
-		cancel:   cancel,
-		proxies:  map[string]*proxyState{},
-		changed:  make(chan struct{}, 1),
-		memo:     newMemo(opts.Validate),
-		names:    newInterner(),
+		validate:  opts.Validate,
+		debounce:  opts.Debounce,
+		log:       log,
+		metrics:   m,
+		ctx:       ctx,
+		cancel:    cancel,
+		proxies:   map[string]*proxyState{},
+		changed:   make(chan struct{}, 1),
+		memo:      newMemo(opts.Validate),
+		names:     newInterner(),
 		// A few large responses per core in flight: enough to keep the
 		// cores and the network busy.
 		sendSlots: make(chan struct{}, 8*runtime.GOMAXPROCS(0)),

@@ -473,20 +473,17 @@ func (c *conn) unsent(w *watch, cur *typeResult, sameSub bool) []int {
 	}
 	// Names the stream did not subscribe to when last sent: it does not
 	// hold them, changed or not.
-	added := func(n string) {
-		if !w.sentNames.has(n) {
-			if i, ok := cur.index[n]; ok {
+	if w.wildcard {
+		for i, e := range cur.list {
+			if !w.sentNames.has(e.name) {
 				idx = append(idx, i)
 			}
 		}
-	}
-	if w.wildcard {
-		for _, e := range cur.list {
-			added(e.name)
-		}
 	} else {
-		for n := range w.names.names {
-			added(n)
+		for _, n := range w.names.addedSince(w.sentNames) {
+			if i, ok := cur.index[n]; ok {
+				idx = append(idx, i)
+			}
 		}
 	}
 	slices.Sort(idx)
