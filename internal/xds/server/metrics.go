@@ -14,9 +14,9 @@ import (
 //
 //   - meshd_xds_pushes_total{type}: responses sent to proxies (SotW and
 //     delta), by xDS type (cds, eds, lds, rds, ...).
-//   - meshd_xds_push_duration_seconds: for each snapshot that changed, from
-//     the start of the proxy's build to SetSnapshot done (the responses to
-//     open watches are queued by then).
+//   - meshd_xds_push_duration_seconds: for each proxy configuration that
+//     changed, from the start of its build (or endpoint patch) until its
+//     streams are woken to send it.
 //   - meshd_xds_convergence_seconds: from a change event (Update) to the
 //     proxy's ACK of the version that carried it, per proxy and type.
 //   - meshd_xds_connected_proxies{type}: connected proxies (distinct node
@@ -27,7 +27,7 @@ import (
 //   - meshd_xds_invalid_resources_total{type}: generated resources dropped
 //     because they failed ValidateAll (or had no/duplicate names).
 //   - meshd_xds_build_errors_total{reason}: builds that failed (generate,
-//     snapshot, set) or had to drop resources to stay consistent
+//     snapshot) or had to drop resources to stay consistent
 //     (inconsistent).
 type metrics struct {
 	pushes       *prometheus.CounterVec
@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"type"}),
 		pushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "meshd_xds_push_duration_seconds",
-			Help:    "Time to build and set one proxy's changed snapshot.",
+			Help:    "Time to build one proxy's changed configuration and hand it to its streams.",
 			Buckets: latencyBuckets,
 		}),
 		convergence: prometheus.NewHistogram(prometheus.HistogramOpts{
