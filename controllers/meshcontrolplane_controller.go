@@ -98,6 +98,7 @@ func (r *MeshControlPlaneReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		r.reconcileUpdateStrategy,
 		r.reconcileNamespaceOwnership,
 		r.reconcileNamespace,
+		r.reconcileIstioCRDs,
 		r.reconcileManifests,
 	} {
 		res, err := phase(ctx, s)
@@ -225,7 +226,9 @@ func (r *MeshControlPlaneReconciler) checkGatewayNamespaces(ctx context.Context,
 }
 
 // reconcileDelete removes everything the MeshControlPlane installed, then the
-// control-plane namespace if the operator created it, then the finalizer.
+// control-plane namespace if the operator created it, then the finalizer. The
+// Istio CRDs stay: deleting them would delete the users' config (see
+// reconcileIstioCRDs).
 func (r *MeshControlPlaneReconciler) reconcileDelete(ctx context.Context, mcp *v1alpha1.MeshControlPlane) error {
 	if !controllerutil.ContainsFinalizer(mcp, v1alpha1.MeshControlPlaneFinalizer) {
 		return nil
