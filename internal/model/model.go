@@ -67,11 +67,15 @@ type World struct {
 	Workloads []*Workload
 	// Mesh is the mesh-wide configuration.
 	Mesh MeshConfig
+	// Config is the Istio traffic configuration.
+	Config Config
 
 	servicesByHost  map[string]*Service
 	workloadsByIP   map[string]*Workload
 	workloadsByName map[string]*Workload
 	servicesByVIP   map[string]*Service
+	rulesByHost     map[string][]*DestinationRule // exact hosts, resolved
+	wildcardRules   []*DestinationRule            // rules with a wildcard host
 }
 
 // MeshConfig is the part of the mesh configuration generators need.
@@ -138,6 +142,12 @@ type Workload struct {
 // the World and must not be modified afterwards. Inputs that are already sorted
 // are never written to, so a Service may be shared by successive Worlds.
 func NewWorld(mesh MeshConfig, services []*Service, workloads []*Workload) *World {
+	return NewWorldWithConfig(mesh, services, workloads, Config{})
+}
+
+// NewWorldWithConfig is NewWorld with Istio configuration, whose lists are
+// sorted by namespace/name unless they already are.
+func NewWorldWithConfig(mesh MeshConfig, services []*Service, workloads []*Workload, config Config) *World {
 	if mesh.DomainSuffix == "" {
 		mesh.DomainSuffix = "cluster.local"
 	}
@@ -145,6 +155,7 @@ func NewWorld(mesh MeshConfig, services []*Service, workloads []*Workload) *Worl
 		Services:        services,
 		Workloads:       workloads,
 		Mesh:            mesh,
+		Config:          config,
 		servicesByHost:  make(map[string]*Service, len(services)),
 		servicesByVIP:   make(map[string]*Service, len(services)),
 		workloadsByIP:   make(map[string]*Workload, len(workloads)),
@@ -176,6 +187,8 @@ func NewWorld(mesh MeshConfig, services []*Service, workloads []*Workload) *Worl
 			w.workloadsByIP[wl.IP] = wl
 		}
 	}
+	sortConfig(&w.Config)
+	w.indexConfig()
 	return w
 }
 

@@ -1,6 +1,7 @@
 package generate
 
 import (
+	"maps"
 	"errors"
 	"fmt"
 	"slices"
@@ -84,6 +85,41 @@ type serviceEntry struct {
 	envoy lazy[[]types.Resource] // outboundCluster per port
 	eds   lazy[[]types.Resource] // loadAssignment per port
 	grpc  lazy[*grpcServiceResources]
+	// ruled holds the clusters and subset endpoints under a
+	// DestinationRule, per rule (pointer) and client kind.
+	ruled sync.Map // ruleKey → *lazy[ruledResources]
+}
+
+type ruleKey struct {
+	rule *model.DestinationRule
+	grpc bool
+}
+
+// ruledResources are a Service's clusters under a rule (ruleClusters, per
+// port) and its subsets' endpoints.
+type ruledResources struct {
+	clusters, endpoints []types.Resource
+}
+
+func (e *serviceEntry) underRule(dr *model.DestinationRule, grpc bool) ruledResources {
+	k := ruleKey{dr, grpc}
+	l, ok := e.ruled.Load(k)
+	if !ok {
+		l, _ = e.ruled.LoadOrStore(k, &lazy[ruledResources]{})
+	}
+	v, _ := l.(*lazy[ruledResources]).get(func() (ruledResources, error) {
+		var r ruledResources
+		base := outboundCluster
+		if grpc {
+			base = grpcCluster
+		}
+		for _, port := range e.svc.Ports {
+			r.clusters = append(r.clusters, ruleClusters(e.svc, port, dr, grpc, base)...)
+			r.endpoints = append(r.endpoints, ruleLoadAssignments(e.svc, port, dr)...)
+		}
+		return r, nil
+	})
+	return v
 }
 
 // grpcServiceResources are a Service's resources for proxyless gRPC clients.
@@ -253,12 +289,16 @@ func (c *Cache) entries(world *model.World) []*serviceEntry {
 	return out
 }
 
-// LoadAssignments returns svc's ClusterLoadAssignments, one per port, as
-// Generate hands them to every proxy that gets them (Envoys and gRPC
-// clients alike). They depend on the Service alone, never on the proxy: the
-// xDS server relies on it to push an endpoint change by replacing these
-// resources instead of regenerating every proxy (server.Options.Endpoints).
-func (c *Cache) LoadAssignments(svc *model.Service) []types.Resource {
+// LoadAssignments returns svc's ClusterLoadAssignments in world, as
+// Generate hands them to every proxy that gets them (Envoys and gRPC clients
+// alike): one per port, and one per port and subset of every
+// DestinationRule that may apply to svc. They depend on the Service and the
+// rules alone, never on the proxy: the xDS server relies on it to push an
+// endpoint change by replacing these resources instead of regenerating
+// every proxy (server.Options.Endpoints). It reports false when two rules
+// define the same subset name differently (the resource of that name then
+// depends on the client's namespace).
+func (c *Cache) LoadAssignments(world *model.World, svc *model.Service) ([]types.Resource, bool) {
 	c.mu.Lock()
 	e := c.services[svc]
 	if e == nil {
@@ -266,54 +306,81 @@ func (c *Cache) LoadAssignments(svc *model.Service) []types.Resource {
 		c.services[svc] = e
 	}
 	c.mu.Unlock()
-	return e.loadAssignments()
-}
-
-// envoyOutbound is outboundClusters(world), shared and sorted.
-func (c *Cache) envoyOutbound(w *worldEntry) (clusters, endpoints []types.Resource) {
-	v, _ := w.envoy.get(func() ([2][]types.Resource, error) {
-		var n int
-		for _, svc := range w.world.Services {
-			n += len(svc.Ports)
-		}
-		clusters := make([]types.Resource, 0, n)
-		endpoints := make([]types.Resource, 0, n)
-		for _, e := range c.entries(w.world) {
-			clusters = append(clusters, e.envoyClusters()...)
-			if hasEndpoints(e.svc) {
-				endpoints = append(endpoints, e.loadAssignments()...)
+	out := slices.Clone(e.loadAssignments())
+	subsets := map[string]string{} // subset name → rule key
+	for _, dr := range world.DestinationRulesFor(svc.Hostname) {
+		for _, s := range dr.Spec.GetSubsets() {
+			if prev, ok := subsets[s.GetName()]; ok && prev != dr.Key() {
+				return nil, false
 			}
+			subsets[s.GetName()] = dr.Key()
 		}
-		sortByName(clusters)
-		sortByName(endpoints)
-		return [2][]types.Resource{clusters, endpoints}, nil
-	})
-	return v[0], v[1]
+		out = append(out, e.underRule(dr, false).endpoints...)
+	}
+	return out, true
 }
 
-// grpcOutbound is every gRPC cluster and endpoints resource of the world,
-// shared and sorted.
-func (c *Cache) grpcOutbound(w *worldEntry) (clusters, endpoints []types.Resource, err error) {
-	v, err := w.grpc.get(func() ([2][]types.Resource, error) {
-		var n int
-		for _, svc := range w.world.Services {
-			n += len(svc.Ports)
+// envoyOutbound is outboundClusters(world, ns), shared and sorted: one list
+// for every namespace while the world has no DestinationRule.
+func (c *Cache) envoyOutbound(w *worldEntry, ns string) (clusters, endpoints []types.Resource) {
+	if len(w.world.Config.DestinationRules) == 0 {
+		v, _ := w.envoy.get(func() ([2][]types.Resource, error) { return c.buildOutbound(w, "", false) })
+		return v[0], v[1]
+	}
+	v, _ := w.get("envoy-outbound\x00"+ns, func() (any, error) { return c.buildOutbound(w, ns, false) })
+	l := v.([2][]types.Resource)
+	return l[0], l[1]
+}
+
+// buildOutbound lists the clusters and endpoints of every Service for
+// clients in ns, Envoy's or gRPC's, sorted.
+func (c *Cache) buildOutbound(w *worldEntry, ns string, grpc bool) ([2][]types.Resource, error) {
+	var n int
+	for _, svc := range w.world.Services {
+		n += len(svc.Ports)
+	}
+	clusters := make([]types.Resource, 0, n)
+	endpoints := make([]types.Resource, 0, n)
+	for _, e := range c.entries(w.world) {
+		var dr *model.DestinationRule
+		if ns != "" {
+			dr = w.world.DestinationRule(e.svc.Hostname, ns)
 		}
-		clusters := make([]types.Resource, 0, n)
-		endpoints := make([]types.Resource, 0, n)
-		for _, e := range c.entries(w.world) {
+		if dr != nil {
+			r := e.underRule(dr, grpc)
+			clusters = append(clusters, r.clusters...)
+			endpoints = append(endpoints, r.endpoints...)
+		} else if grpc {
 			g, err := e.grpcResources()
 			if err != nil {
 				return [2][]types.Resource{}, err
 			}
 			clusters = append(clusters, g.clusters...)
+		} else {
+			clusters = append(clusters, e.envoyClusters()...)
+		}
+		if grpc || hasEndpoints(e.svc) {
 			endpoints = append(endpoints, e.loadAssignments()...)
 		}
-		sortByName(clusters)
-		sortByName(endpoints)
-		return [2][]types.Resource{clusters, endpoints}, nil
-	})
-	return v[0], v[1], err
+	}
+	sortByName(clusters)
+	sortByName(endpoints)
+	return [2][]types.Resource{clusters, endpoints}, nil
+}
+
+// grpcOutbound is every gRPC cluster and endpoints resource for clients in
+// ns, shared and sorted (one list for all while there is no rule).
+func (c *Cache) grpcOutbound(w *worldEntry, ns string) (clusters, endpoints []types.Resource, err error) {
+	if len(w.world.Config.DestinationRules) == 0 {
+		v, err := w.grpc.get(func() ([2][]types.Resource, error) { return c.buildOutbound(w, "", true) })
+		return v[0], v[1], err
+	}
+	v, err := w.get("grpc-outbound\x00"+ns, func() (any, error) { return c.buildOutbound(w, ns, true) })
+	if err != nil {
+		return nil, nil, err
+	}
+	l := v.([2][]types.Resource)
+	return l[0], l[1], nil
 }
 
 func (c *Cache) outboundPorts(w *worldEntry) []outboundPort {
@@ -328,7 +395,7 @@ func (c *Cache) sidecarResources(w *worldEntry, proxy *model.Proxy) (xds.Resourc
 	wildcard := wildcardFor(ip)
 	allowAny := world.Mesh.OutboundAllowAny
 
-	outClusters, endpoints := c.envoyOutbound(w)
+	outClusters, endpoints := c.envoyOutbound(w, ns)
 	fallback := BlackHoleCluster
 	fallbackCluster := c.blackHole
 	if allowAny {
@@ -359,13 +426,15 @@ func (c *Cache) sidecarResources(w *worldEntry, proxy *model.Proxy) (xds.Resourc
 	}
 	outListeners := v.([]types.Resource)
 
-	// Route configurations, per client namespace.
-	v, _ = w.get("sidecar-routes\x00"+ns, func() (any, error) {
+	// Route configurations, per client namespace (and labels, when a
+	// VirtualService matches on them).
+	client := sidecarClient(world, proxy)
+	v, _ = w.get("sidecar-routes\x00"+ns+"\x00"+labelsKey(client.labels), func() (any, error) {
 		ports := c.outboundPorts(w)
 		routes := make([]types.Resource, 0, len(ports))
 		for _, op := range ports {
 			if len(op.HTTP) > 0 {
-				routes = append(routes, sidecarRoute(op.Port, op.HTTP, ns, allowAny))
+				routes = append(routes, sidecarRoute(world, op.Port, op.HTTP, client, allowAny))
 			}
 		}
 		sortByName(routes)
@@ -425,7 +494,7 @@ func (c *Cache) inboundCluster(wp workloadPort) types.Resource {
 func (c *Cache) gatewayResources(w *worldEntry, proxy *model.Proxy) (xds.Resources, error) {
 	ip := proxyIP(proxy)
 	wildcard := wildcardFor(ip)
-	clusters, endpoints := c.envoyOutbound(w)
+	clusters, endpoints := c.envoyOutbound(w, proxyNamespace(proxy))
 
 	ports := workloadPorts(w.world, ip)
 	listeners := make([]types.Resource, 0, len(ports))
@@ -453,21 +522,28 @@ func (c *Cache) gatewayResources(w *worldEntry, proxy *model.Proxy) (xds.Resourc
 
 func (c *Cache) grpcResources(w *worldEntry, proxy *model.Proxy) (xds.Resources, error) {
 	ns := proxyNamespace(proxy)
-	clusters, endpoints, err := c.grpcOutbound(w)
+	clusters, endpoints, err := c.grpcOutbound(w, ns)
 	if err != nil {
 		return nil, err
 	}
 	v, err := w.get("grpc-client\x00"+ns, func() (any, error) {
 		var listeners, routes []types.Resource
+		client := routeClient{namespace: ns, grpc: true}
 		for _, e := range c.entries(w.world) {
 			g, err := e.grpcResources()
 			if err != nil {
 				return nil, err
 			}
 			listeners = append(listeners, g.listeners...)
-			routes = append(routes, g.routes...)
 			if e.svc.Namespace == ns {
 				listeners = append(listeners, g.localListeners...)
+			}
+			if custom := grpcServiceRoutes(w.world, e.svc, ns, client); custom != nil {
+				routes = append(routes, custom...)
+				continue
+			}
+			routes = append(routes, g.routes...)
+			if e.svc.Namespace == ns {
 				routes = append(routes, g.localRoutes...)
 			}
 		}
@@ -500,6 +576,36 @@ func (c *Cache) grpcResources(w *worldEntry, proxy *model.Proxy) (xds.Resources,
 		resourcev3.ListenerType: mergeSorted(client[0], server),
 		resourcev3.RouteType:    slices.Clone(client[1]),
 	}, nil
+}
+
+// grpcServiceRoutes are svc's gRPC client route configurations for clients
+// in ns when a VirtualService or a hashing DestinationRule shapes them; nil
+// when the shared default ones apply.
+func grpcServiceRoutes(world *model.World, svc *model.Service, ns string, client routeClient) []types.Resource {
+	vs := virtualServiceFor(world, svc, ns)
+	if vs == nil && world.DestinationRule(svc.Hostname, ns) == nil {
+		return nil
+	}
+	var out []types.Resource
+	for _, port := range svc.Ports {
+		cluster := OutboundClusterName(port.Port, "", svc.Hostname)
+		for _, h := range ServiceHosts(svc, ns) {
+			out = append(out, grpcRouteFor(world, vs, svc, port.Port, hostPort(h, port.Port), h, cluster, client))
+		}
+	}
+	return out
+}
+
+// labelsKey is a canonical form of a label set.
+func labelsKey(labels map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(labels[k])
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 // mergeSorted returns a new slice of sorted (sorted by name, not modified)

@@ -73,6 +73,15 @@ func buildCacheWorlds() *cacheWorlds {
 
 	// Nothing changed but the world (a resync).
 	cw.add("resync", w4.Mesh, w4.Services, w4.Workloads)
+
+	// Istio configuration: VirtualServices and DestinationRules, then a
+	// changed VirtualService with the same Services.
+	w6 := istioWorld()
+	cw.worlds, cw.names = append(cw.worlds, w6), append(cw.names, "istio config")
+	cfg := w6.Config
+	cfg.VirtualServices = cfg.VirtualServices[1:]
+	cw.worlds = append(cw.worlds, model.NewWorldWithConfig(w6.Mesh, w6.Services, w6.Workloads, cfg))
+	cw.names = append(cw.names, "istio config, a VirtualService removed")
 	return cw
 }
 
@@ -90,6 +99,8 @@ func cacheProxies(w *model.World) []*model.Proxy {
 		{ID: "data-grpc", Type: model.ProxyGRPC, Namespace: "data", IP: "10.1.1.9"},
 		{ID: "v6-grpc", Type: model.ProxyGRPC, Namespace: "data", IP: "fd00::9"},
 		fixtureProxy(w, model.ProxyRouter, "mesh-gateways", "ingress-0"),
+		{ID: "canary-sidecar", Type: model.ProxySidecar, Namespace: "shop", IP: "10.1.9.9",
+			Workload: &model.Workload{Name: "canary", Namespace: "shop", IP: "10.1.9.9", Labels: map[string]string{"app": "canary-client"}}},
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	corsfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -35,6 +37,20 @@ var (
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(&routerv3.Router{})},
 	}
 	httpFilters = []*hcmv3.HttpFilter{routerFilter}
+
+	// Outbound HTTP chains run the filters VirtualServices configure per
+	// route (faults, CORS) before the router; without per-route config they
+	// do nothing. grpc-go knows the fault filter, not CORS.
+	faultFilter = &hcmv3.HttpFilter{
+		Name:       faultFilterName,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(&faultv3.HTTPFault{})},
+	}
+	corsFilter = &hcmv3.HttpFilter{
+		Name:       corsFilterName,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(&corsfilterv3.Cors{})},
+	}
+	envoyOutboundFilters = []*hcmv3.HttpFilter{corsFilter, faultFilter, routerFilter}
+	grpcClientFilters    = []*hcmv3.HttpFilter{faultFilter, routerFilter}
 
 	// originalDst restores a redirected connection's destination, so the
 	// inbound listener can match filter chains on the original port.
@@ -126,15 +142,15 @@ func hcmFilter(hcm *hcmv3.HttpConnectionManager) (*listenerv3.Filter, error) {
 }
 
 // rdsHCM is an HttpConnectionManager that fetches route configuration name
-// over ADS.
-func rdsHCM(statPrefix, routeName string) *hcmv3.HttpConnectionManager {
+// over ADS and runs filters.
+func rdsHCM(statPrefix, routeName string, filters []*hcmv3.HttpFilter) *hcmv3.HttpConnectionManager {
 	return &hcmv3.HttpConnectionManager{
 		StatPrefix: statPrefix,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource:    adsSource,
 			RouteConfigName: routeName,
 		}},
-		HttpFilters: httpFilters,
+		HttpFilters: filters,
 	}
 }
 

@@ -25,7 +25,13 @@ import (
 // ignores localities without one; Envoy ignores it unless locality-weighted
 // balancing is on.
 func loadAssignment(svc *model.Service, port model.ServicePort) *endpointv3.ClusterLoadAssignment {
-	cla := &endpointv3.ClusterLoadAssignment{ClusterName: OutboundClusterName(port.Port, "", svc.Hostname)}
+	return loadAssignmentOf(OutboundClusterName(port.Port, "", svc.Hostname), svc, port, nil)
+}
+
+// loadAssignmentOf is the endpoints resource named name of svc's port,
+// holding the endpoints keep accepts (all when keep is nil): a subset's.
+func loadAssignmentOf(name string, svc *model.Service, port model.ServicePort, keep func(*model.Endpoint) bool) *endpointv3.ClusterLoadAssignment {
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
 
 	type candidate struct {
 		ep     *model.Endpoint
@@ -36,7 +42,7 @@ func loadAssignment(svc *model.Service, port model.ServicePort) *endpointv3.Clus
 	sameLocality := true
 	for _, ep := range svc.Endpoints {
 		p, ok := ep.Ports[port.Name]
-		if !ok || p <= 0 || p > 65535 || ep.Address == "" {
+		if !ok || p <= 0 || p > 65535 || ep.Address == "" || keep != nil && !keep(ep) {
 			continue
 		}
 		h := endpointHealth(ep)

@@ -143,6 +143,16 @@ var goldenCases = []goldenCase{
 		proxy: func(w *model.World) *model.Proxy { return fixtureProxy(w, model.ProxySidecar, "shop", "web-0") },
 	},
 	{
+		name:  "sidecar-istio",
+		world: istioWorld,
+		proxy: func(w *model.World) *model.Proxy { return fixtureProxy(w, model.ProxySidecar, "shop", "client-0") },
+	},
+	{
+		name:  "grpc-client-istio",
+		world: istioWorld,
+		proxy: func(w *model.World) *model.Proxy { return fixtureProxy(w, model.ProxyGRPC, "shop", "client-0") },
+	},
+	{
 		name:  "gateway",
 		world: func() *model.World { return fixtureWorld(true) },
 		proxy: func(w *model.World) *model.Proxy {

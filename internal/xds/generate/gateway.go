@@ -19,7 +19,7 @@ import (
 func gatewayResources(world *model.World, proxy *model.Proxy) (xds.Resources, error) {
 	ip := proxyIP(proxy)
 	wildcard := wildcardFor(ip)
-	clusters, endpoints := outboundClusters(world)
+	clusters, endpoints := outboundClusters(world, proxyNamespace(proxy))
 
 	ports := workloadPorts(world, ip)
 	listeners := make([]types.Resource, 0, len(ports))

@@ -10,7 +10,7 @@ import (
 // "http.<port>" over ADS. A gateway is the edge, so the client address is
 // the connection's (use_remote_address), not a header the client wrote.
 func gatewayListener(wildcard string, port int32) (*listenerv3.Listener, error) {
-	hcm := rdsHCM(OutboundListenerName(port), GatewayRouteName(port))
+	hcm := rdsHCM(OutboundListenerName(port), GatewayRouteName(port), httpFilters)
 	hcm.UseRemoteAddress = trueValue
 	f, err := hcmFilter(hcm)
 	if err != nil {

@@ -39,12 +39,18 @@ func grpcResources(world *model.World, proxy *model.Proxy) (xds.Resources, error
 	listeners := make([]types.Resource, 0, nHosts+3*len(serverPorts))
 	routes := make([]types.Resource, 0, nHosts)
 
+	client := routeClient{namespace: ns, grpc: true}
 	for _, svc := range world.Services {
 		hosts := ServiceHosts(svc, ns)
+		dr := world.DestinationRule(svc.Hostname, ns)
+		vs := virtualServiceFor(world, svc, ns)
 		for _, port := range svc.Ports {
-			c := grpcCluster(svc, port)
-			clusters = append(clusters, c)
+			clusters = append(clusters, ruleClusters(svc, port, dr, true, grpcCluster)...)
 			endpoints = append(endpoints, loadAssignment(svc, port))
+			if dr != nil {
+				endpoints = append(endpoints, ruleLoadAssignments(svc, port, dr)...)
+			}
+			cluster := OutboundClusterName(port.Port, "", svc.Hostname)
 			for _, h := range hosts {
 				name := hostPort(h, port.Port)
 				l, err := grpcClientListener(name)
@@ -52,7 +58,7 @@ func grpcResources(world *model.World, proxy *model.Proxy) (xds.Resources, error
 					return nil, err
 				}
 				listeners = append(listeners, l)
-				routes = append(routes, grpcClientRoute(name, h, c.Name))
+				routes = append(routes, grpcRouteFor(world, vs, svc, port.Port, name, h, cluster, client))
 			}
 		}
 	}

@@ -11,7 +11,7 @@ import (
 // configuration of the same name over ADS, with the router filter. It
 // depends on name alone.
 func grpcClientListener(name string) (*listenerv3.Listener, error) {
-	hcm, err := pack(rdsHCM(name, name))
+	hcm, err := pack(rdsHCM(name, name, grpcClientFilters))
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -73,7 +74,7 @@ func TestGRPCClientListenerShape(t *testing.T) {
 	if got := hcm.GetRds().GetRouteConfigName(); got != name {
 		t.Errorf("route_config_name = %q, want %q", got, name)
 	}
-	checkRouterOnly(t, hcm)
+	checkClientFilters(t, hcm)
 
 	rc := find[*routev3.RouteConfiguration](res, resourcev3.RouteType, name)
 	if rc == nil || len(rc.GetVirtualHosts()) != 1 {
@@ -265,12 +266,30 @@ func checkGRPCServerListener(t *testing.T, l *listenerv3.Listener, addr string, 
 
 // checkRouterOnly: the HTTP filters are exactly the router, which grpc-go
 // requires last and terminal.
+// checkClientFilters: a gRPC client's connection manager runs the fault
+// filter (per-route faults) and ends with the router, the filters grpc-go
+// knows.
+func checkClientFilters(t *testing.T, hcm *hcmv3.HttpConnectionManager) {
+	t.Helper()
+	fs := hcm.GetHttpFilters()
+	if len(fs) != 2 || !fs[0].GetTypedConfig().MessageIs(&faultv3.HTTPFault{}) || !fs[1].GetTypedConfig().MessageIs(&routerv3.Router{}) {
+		t.Errorf("http filters = %v, want fault then router", fs)
+	}
+	checkNoXFF(t, hcm)
+}
+
+// checkRouterOnly: a server's connection manager runs the router alone.
 func checkRouterOnly(t *testing.T, hcm *hcmv3.HttpConnectionManager) {
 	t.Helper()
 	fs := hcm.GetHttpFilters()
 	if len(fs) != 1 || !fs[0].GetTypedConfig().MessageIs(&routerv3.Router{}) {
 		t.Errorf("http filters = %v, want the router only", fs)
 	}
+	checkNoXFF(t, hcm)
+}
+
+func checkNoXFF(t *testing.T, hcm *hcmv3.HttpConnectionManager) {
+	t.Helper()
 	if hcm.GetXffNumTrustedHops() != 0 || len(hcm.GetOriginalIpDetectionExtensions()) != 0 {
 		t.Error("xff_num_trusted_hops or original_ip_detection_extensions set: grpc-go NACKs them")
 	}

@@ -17,9 +17,11 @@ var reservedPorts = [...]int32{OutboundCapturePort, InboundCapturePort, 15021, 1
 func isReserved(port int32) bool { return slices.Contains(reservedPorts[:], port) }
 
 // outboundClusters returns an Envoy's cluster for every port of every
-// service, and the endpoints of those that use EDS. Nothing in it depends on
-// the proxy: sidecars and gateways share it, and so could a cache.
-func outboundClusters(world *model.World) (clusters, endpoints []types.Resource) {
+// service, and the endpoints of those that use EDS, as the DestinationRules
+// that apply to clients in clientNS shape them (subset clusters included).
+// It depends on the proxy only through its namespace: sidecars and gateways
+// share it, and so could a cache.
+func outboundClusters(world *model.World, clientNS string) (clusters, endpoints []types.Resource) {
 	n := 0
 	for _, svc := range world.Services {
 		n += len(svc.Ports)
@@ -27,10 +29,14 @@ func outboundClusters(world *model.World) (clusters, endpoints []types.Resource)
 	clusters = make([]types.Resource, 0, n+2)
 	endpoints = make([]types.Resource, 0, n)
 	for _, svc := range world.Services {
+		dr := world.DestinationRule(svc.Hostname, clientNS)
 		for _, port := range svc.Ports {
-			clusters = append(clusters, outboundCluster(svc, port))
+			clusters = append(clusters, ruleClusters(svc, port, dr, false, outboundCluster)...)
 			if hasEndpoints(svc) {
 				endpoints = append(endpoints, loadAssignment(svc, port))
+			}
+			if dr != nil {
+				endpoints = append(endpoints, ruleLoadAssignments(svc, port, dr)...)
 			}
 		}
 	}

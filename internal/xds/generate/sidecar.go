@@ -27,7 +27,7 @@ func sidecarResources(world *model.World, proxy *model.Proxy) (xds.Resources, er
 	wildcard := wildcardFor(ip)
 	allowAny := world.Mesh.OutboundAllowAny
 
-	clusters, endpoints := outboundClusters(world)
+	clusters, endpoints := outboundClusters(world, ns)
 	fallback := BlackHoleCluster
 	if allowAny {
 		fallback = PassthroughCluster
@@ -51,7 +51,7 @@ func sidecarResources(world *model.World, proxy *model.Proxy) (xds.Resources, er
 		}
 		listeners = append(listeners, l)
 		if len(op.HTTP) > 0 {
-			routes = append(routes, sidecarRoute(op.Port, op.HTTP, ns, allowAny))
+			routes = append(routes, sidecarRoute(world, op.Port, op.HTTP, sidecarClient(world, proxy), allowAny))
 		}
 	}
 

@@ -64,7 +64,7 @@ func sidecarOutboundListener(op outboundPort, wildcard, fallback string) (*liste
 		chains = append(chains, fc)
 	}
 	if len(op.HTTP) > 0 {
-		f, err := hcmFilter(rdsHCM(OutboundListenerName(op.Port), SidecarRouteName(op.Port)))
+		f, err := hcmFilter(rdsHCM(OutboundListenerName(op.Port), SidecarRouteName(op.Port), envoyOutboundFilters))
 		if err != nil {
 			return nil, err
 		}

@@ -12,8 +12,12 @@ import (
 // each with and without ":<port>") and routing to outbound|<port>||<fqdn>,
 // then a catch-all: allow_any → PassthroughCluster, or block_all → 502.
 // A domain two services would share goes to the first by hostname; Envoy
-// rejects duplicates. It depends on the port, the services and clientNS.
-func sidecarRoute(port int32, services []*model.Service, clientNS string, allowAny bool) *routev3.RouteConfiguration {
+// rejects duplicates. A VirtualService for the mesh covering a Service
+// replaces its default route (istio_route.go). It depends on the port, the
+// services, the world's configuration and the client (its namespace, and
+// its labels when a VirtualService matches on sourceLabels).
+func sidecarRoute(world *model.World, port int32, services []*model.Service, client routeClient, allowAny bool) *routev3.RouteConfiguration {
+	clientNS := client.namespace
 	seen := make(map[string]bool, len(services)*10)
 	vhosts := make([]*routev3.VirtualHost, 0, len(services)+1)
 	portSuffix := ":" + itoa(port)
@@ -40,7 +44,7 @@ func sidecarRoute(port int32, services []*model.Service, clientNS string, allowA
 		vhosts = append(vhosts, &routev3.VirtualHost{
 			Name:    svc.Hostname + portSuffix,
 			Domains: domains,
-			Routes:  []*routev3.Route{routeTo(OutboundClusterName(port, "", svc.Hostname))},
+			Routes:  serviceRoutes(world, svc, port, client),
 		})
 	}
 	vhosts = append(vhosts, catchAllVirtualHost(allowAny))
@@ -49,6 +53,52 @@ func sidecarRoute(port int32, services []*model.Service, clientNS string, allowA
 		VirtualHosts:     vhosts,
 		ValidateClusters: falseValue,
 	}
+}
+
+// serviceRoutes are the routes of svc's virtual host on port: its
+// VirtualService's, or the default route to its cluster (with the hash
+// policy its DestinationRule asks for).
+func serviceRoutes(world *model.World, svc *model.Service, port int32, client routeClient) []*routev3.Route {
+	if vs := virtualServiceFor(world, svc, client.namespace); vs != nil {
+		if routes := virtualServiceRoutes(world, vs, svc, port, client); len(routes) > 0 {
+			return routes
+		}
+	}
+	r := routeTo(OutboundClusterName(port, "", svc.Hostname))
+	if hp := routeHashPolicy(world, svc, "", port, client); hp != nil {
+		ra := r.GetRoute()
+		r.Action = &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: ra.ClusterSpecifier,
+			Timeout:          ra.Timeout,
+			HashPolicy:       hp,
+		}}
+	}
+	return []*routev3.Route{r}
+}
+
+// sidecarClient is who a sidecar's routes are for; its labels matter only
+// when some VirtualService matches on sourceLabels.
+func sidecarClient(world *model.World, proxy *model.Proxy) routeClient {
+	c := routeClient{namespace: proxyNamespace(proxy)}
+	if usesSourceLabels(world) && proxy.Workload != nil {
+		c.labels = proxy.Workload.Labels
+	}
+	return c
+}
+
+// usesSourceLabels reports whether some VirtualService matches on the
+// client's labels (then route configurations are per workload labels).
+func usesSourceLabels(world *model.World) bool {
+	for _, vs := range world.Config.VirtualServices {
+		for _, hr := range vs.Spec.GetHttp() {
+			for _, m := range hr.GetMatch() {
+				if len(m.GetSourceLabels()) > 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // catchAllVirtualHost answers for hosts no service claims.

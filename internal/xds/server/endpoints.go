@@ -51,7 +51,8 @@ type patchedResult struct {
 // endpoints of Services with a cluster IP, else nil.
 func (s *Server) planEndpointPush(prev, next *model.World) *endpointPlan {
 	if s.endpoints == nil || prev == nil || next == nil || prev == next || prev.Mesh != next.Mesh ||
-		!slices.Equal(prev.Workloads, next.Workloads) || len(prev.Services) != len(next.Services) {
+		!model.SameConfig(prev, next) || !slices.Equal(prev.Workloads, next.Workloads) ||
+		len(prev.Services) != len(next.Services) {
 		return nil
 	}
 	plan := &endpointPlan{
@@ -69,7 +70,11 @@ func (s *Server) planEndpointPush(prev, next *model.World) *endpointPlan {
 		if !sameButEndpoints(a, b) || b.ClusterIP == "" {
 			return nil
 		}
-		for _, r := range s.endpoints(b) {
+		resources, ok := s.endpoints(next, b)
+		if !ok {
+			return nil
+		}
+		for _, r := range resources {
 			name := cache.GetResourceName(r)
 			if name == "" {
 				return nil

@@ -9,6 +9,7 @@ import (
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/go-logr/logr"
+	networking "istio.io/api/networking/v1"
 
 	"github.com/meshplane/meshplane/internal/model"
 	"github.com/meshplane/meshplane/internal/xds/generate"
@@ -194,4 +195,26 @@ func TestEndpointPushEqualsFullBuild(t *testing.T) {
 	w7 := model.NewWorld(model.MeshConfig{TrustDomain: "cluster.local"}, w6.Services, w6.Workloads)
 	push(w7)
 	check("mesh config changed", w7)
+
+	// A DestinationRule with a subset of svc-1: a full round; then an
+	// endpoint of that subset appears: the subset's endpoints are patched
+	// too.
+	dr := &model.DestinationRule{Meta: model.Meta{Name: "svc-1", Namespace: "ns"}, Spec: &networking.DestinationRule{
+		Host:    "svc-1",
+		Subsets: []*networking.Subset{{Name: "canary", Labels: map[string]string{"track": "canary"}}},
+	}}
+	w8 := model.NewWorldWithConfig(w7.Mesh, w7.Services, w7.Workloads, model.Config{DestinationRules: []*model.DestinationRule{dr}})
+	if s.planEndpointPush(w7, w8) != nil {
+		t.Error("an endpoint plan for a configuration change")
+	}
+	push(w8)
+	check("destination rule added", w8)
+	canary := withEndpoints(w8.Services[1], "10.1.1.7")
+	canary.Endpoints[0].Labels = map[string]string{"track": "canary"}
+	w9 := model.NewWorldWithConfig(w8.Mesh, slices.Concat(w8.Services[:1], []*model.Service{canary}, w8.Services[2:]), w8.Workloads, w8.Config)
+	if s.planEndpointPush(w8, w9) == nil {
+		t.Fatal("no endpoint plan for an endpoint change under a DestinationRule")
+	}
+	push(w9)
+	check("canary endpoint added", w9)
 }

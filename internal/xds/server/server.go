@@ -63,12 +63,12 @@ type Options struct {
 	// a resource returned (the same pointer) for several proxies, or in
 	// successive worlds, is validated and hashed once (generate.Cache).
 	Generator xds.Generator
-	// Endpoints returns the ClusterLoadAssignments of a Service exactly as
-	// Generator hands them to every proxy that gets them; they must not
-	// depend on the proxy. Optional: with it, a change of endpoints only
-	// replaces those resources in the proxies' configurations instead of
-	// regenerating every proxy (endpoints.go).
-	Endpoints func(*model.Service) []types.Resource
+	// Endpoints returns the ClusterLoadAssignments of a Service in a world
+	// exactly as Generator hands them to every proxy that gets them (false:
+	// it cannot tell); they must not depend on the proxy. Optional: with it,
+	// a change of endpoints only replaces those resources in the proxies'
+	// configurations instead of regenerating every proxy (endpoints.go).
+	Endpoints func(*model.World, *model.Service) ([]types.Resource, bool)
 	// Debounce coalesces change events: a push starts when no event arrived
 	// for Quiet, or Max after the first event of the burst, whichever is
 	// first. Zero values take the defaults (100ms, 1s).
@@ -92,7 +92,7 @@ type Debounce struct {
 // Server serves the current world's configuration to connected proxies.
 type Server struct {
 	gen       xds.Generator
-	endpoints func(*model.Service) []types.Resource
+	endpoints func(*model.World, *model.Service) ([]types.Resource, bool)
 	validate  func(types.Resource) error
 	debounce  Debounce
 	log       logr.Logger

@@ -1,0 +1,250 @@
+package model
+
+import (
+	"slices"
+	"strings"
+
+	networking "istio.io/api/networking/v1"
+)
+
+// Config is the Istio traffic configuration meshd serves from: the
+// networking.istio.io objects (any served version; the specs are the same
+// messages), each list sorted by namespace then name. Specs are never
+// modified once in a World.
+type Config struct {
+	VirtualServices  []*VirtualService
+	DestinationRules []*DestinationRule
+	Gateways         []*Gateway
+	ServiceEntries   []*ServiceEntry
+	Sidecars         []*Sidecar
+}
+
+// Meta identifies a configuration object.
+type Meta struct {
+	Name, Namespace string
+	// CreationUnix orders conflicting objects as Istio does: the oldest
+	// first, then by namespace/name.
+	CreationUnix int64
+	Generation   int64
+}
+
+// Key is namespace/name.
+func (m Meta) Key() string { return m.Namespace + "/" + m.Name }
+
+// VirtualService is a networking.istio.io VirtualService.
+type VirtualService struct {
+	Meta
+	Spec *networking.VirtualService
+}
+
+// DestinationRule is a networking.istio.io DestinationRule.
+type DestinationRule struct {
+	Meta
+	Spec *networking.DestinationRule
+}
+
+// Gateway is a networking.istio.io Gateway.
+type Gateway struct {
+	Meta
+	Spec *networking.Gateway
+}
+
+// ServiceEntry is a networking.istio.io ServiceEntry.
+type ServiceEntry struct {
+	Meta
+	Spec *networking.ServiceEntry
+}
+
+// Sidecar is a networking.istio.io Sidecar.
+type Sidecar struct {
+	Meta
+	Spec *networking.Sidecar
+}
+
+// sortConfig sorts every list by namespace/name unless it already is.
+func sortConfig(c *Config) {
+	sortIfNeeded(c.VirtualServices, func(a, b *VirtualService) int { return compareMeta(a.Meta, b.Meta) })
+	sortIfNeeded(c.DestinationRules, func(a, b *DestinationRule) int { return compareMeta(a.Meta, b.Meta) })
+	sortIfNeeded(c.Gateways, func(a, b *Gateway) int { return compareMeta(a.Meta, b.Meta) })
+	sortIfNeeded(c.ServiceEntries, func(a, b *ServiceEntry) int { return compareMeta(a.Meta, b.Meta) })
+	sortIfNeeded(c.Sidecars, func(a, b *Sidecar) int { return compareMeta(a.Meta, b.Meta) })
+}
+
+func compareMeta(a, b Meta) int {
+	if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Name, b.Name)
+}
+
+// olderFirst orders conflicting objects: creation time, then namespace/name.
+func olderFirst(a, b Meta) int {
+	if a.CreationUnix != b.CreationUnix {
+		if a.CreationUnix < b.CreationUnix {
+			return -1
+		}
+		return 1
+	}
+	return compareMeta(a, b)
+}
+
+// Exported reports whether an object in namespace ns with exportTo is
+// visible from namespace from: no exportTo or "*" is everywhere, "." is its
+// own namespace, "~" nowhere, any other entry a namespace by name.
+func Exported(exportTo []string, ns, from string) bool {
+	if len(exportTo) == 0 {
+		return true
+	}
+	for _, e := range exportTo {
+		switch e {
+		case "*":
+			return true
+		case ".":
+			if ns == from {
+				return true
+			}
+		case "~":
+		default:
+			if e == from {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sameConfig reports whether two Configs hold the same objects (pointers).
+func sameConfig(a, b *Config) bool {
+	return slices.Equal(a.VirtualServices, b.VirtualServices) &&
+		slices.Equal(a.DestinationRules, b.DestinationRules) &&
+		slices.Equal(a.Gateways, b.Gateways) &&
+		slices.Equal(a.ServiceEntries, b.ServiceEntries) &&
+		slices.Equal(a.Sidecars, b.Sidecars)
+}
+
+// SameConfig reports whether two worlds hold the same configuration objects.
+func SameConfig(a, b *World) bool { return sameConfig(&a.Config, &b.Config) }
+
+// ResolveHost qualifies a host named in a configuration object of namespace
+// ns: a short name (no dot, not a wildcard) is a Service of ns. Other names
+// are taken as written.
+func ResolveHost(host, ns, suffix string) string {
+	if host == "" || host == "*" || strings.Contains(host, ".") {
+		return host
+	}
+	return Hostname(host, ns, suffix)
+}
+
+// HostMatches reports whether a configuration host (resolved; possibly a
+// wildcard "*" or "*.suffix") covers a concrete hostname.
+func HostMatches(pattern, host string) bool {
+	switch {
+	case pattern == "*":
+		return true
+	case strings.HasPrefix(pattern, "*."):
+		return strings.HasSuffix(host, pattern[1:])
+	}
+	return pattern == host
+}
+
+func (w *World) indexConfig() {
+	w.rulesByHost = map[string][]*DestinationRule{}
+	for _, dr := range w.Config.DestinationRules {
+		host := ResolveHost(dr.Spec.GetHost(), dr.Namespace, w.Mesh.DomainSuffix)
+		if strings.HasPrefix(host, "*") {
+			w.wildcardRules = append(w.wildcardRules, dr)
+			continue
+		}
+		w.rulesByHost[host] = append(w.rulesByHost[host], dr)
+	}
+}
+
+// DestinationRule returns the rule that applies to traffic from namespace
+// clientNS to host, as Istio picks it: among the rules visible from clientNS
+// (exportTo) whose host covers it, one in clientNS first, then one in the
+// host's own namespace (its Service's), then any other; an exact host before
+// a wildcard; among equals, the oldest. Nil when none applies.
+func (w *World) DestinationRule(host, clientNS string) *DestinationRule {
+	serviceNS := ""
+	if svc := w.servicesByHost[host]; svc != nil {
+		serviceNS = svc.Namespace
+	}
+	var best *DestinationRule
+	bestRank := 0
+	consider := func(dr *DestinationRule, exact bool) {
+		if !Exported(dr.Spec.GetExportTo(), dr.Namespace, clientNS) {
+			return
+		}
+		rank := 1
+		switch dr.Namespace {
+		case clientNS:
+			rank = 3
+		case serviceNS:
+			rank = 2
+		}
+		rank *= 2
+		if exact {
+			rank++
+		}
+		if best == nil || rank > bestRank || rank == bestRank && olderFirst(dr.Meta, best.Meta) < 0 {
+			best, bestRank = dr, rank
+		}
+	}
+	for _, dr := range w.rulesByHost[host] {
+		consider(dr, true)
+	}
+	for _, dr := range w.wildcardRules {
+		if HostMatches(ResolveHost(dr.Spec.GetHost(), dr.Namespace, w.Mesh.DomainSuffix), host) {
+			consider(dr, false)
+		}
+	}
+	return best
+}
+
+// VirtualServicesFor returns the VirtualServices a proxy in namespace
+// clientNS applies for the gateway named gateway ("mesh" for sidecars and
+// proxyless clients; "ns/name" for a Gateway), oldest first: those visible
+// from clientNS that name the gateway (no gateways means "mesh").
+func (w *World) VirtualServicesFor(gateway, clientNS string) []*VirtualService {
+	var out []*VirtualService
+	for _, vs := range w.Config.VirtualServices {
+		if gateway == "mesh" && !Exported(vs.Spec.GetExportTo(), vs.Namespace, clientNS) {
+			continue
+		}
+		if !appliesTo(vs, gateway) {
+			continue
+		}
+		out = append(out, vs)
+	}
+	slices.SortStableFunc(out, func(a, b *VirtualService) int { return olderFirst(a.Meta, b.Meta) })
+	return out
+}
+
+// appliesTo reports whether a VirtualService is bound to gateway.
+func appliesTo(vs *VirtualService, gateway string) bool {
+	gws := vs.Spec.GetGateways()
+	if len(gws) == 0 {
+		return gateway == "mesh"
+	}
+	for _, g := range gws {
+		if g == gateway {
+			return true
+		}
+		if g != "mesh" && !strings.Contains(g, "/") && vs.Namespace+"/"+g == gateway {
+			return true
+		}
+	}
+	return false
+}
+
+// DestinationRulesFor returns every rule whose host covers host, whoever
+// the client: exact hosts first, each group in namespace/name order.
+func (w *World) DestinationRulesFor(host string) []*DestinationRule {
+	out := slices.Clone(w.rulesByHost[host])
+	for _, dr := range w.wildcardRules {
+		if HostMatches(ResolveHost(dr.Spec.GetHost(), dr.Namespace, w.Mesh.DomainSuffix), host) {
+			out = append(out, dr)
+		}
+	}
+	return out
+}

@@ -1,0 +1,193 @@
+package generate
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/meshplane/meshplane/internal/model"
+	"github.com/meshplane/meshplane/internal/xds"
+)
+
+func generateChecked(t *testing.T, w *model.World, p *model.Proxy) xds.Resources {
+	t.Helper()
+	res, err := Generate(w, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(res); err != nil {
+		t.Fatalf("%s: %v", p.ID, err)
+	}
+	if err := CheckReferences(res); err != nil {
+		t.Fatalf("%s: %v", p.ID, err)
+	}
+	return res
+}
+
+func vhostRoutes(t *testing.T, res xds.Resources, routeConfig, vhost string) []*routev3.Route {
+	t.Helper()
+	rc, _ := byName(res, resourcev3.RouteType, routeConfig).(*routev3.RouteConfiguration)
+	for _, vh := range rc.GetVirtualHosts() {
+		if vh.GetName() == vhost {
+			return vh.GetRoutes()
+		}
+	}
+	t.Fatalf("route configuration %q has no virtual host %q", routeConfig, vhost)
+	return nil
+}
+
+func routeNames(routes []*routev3.Route) []string {
+	var out []string
+	for _, r := range routes {
+		out = append(out, r.GetName())
+	}
+	return out
+}
+
+// TestVirtualServiceSidecar: a sidecar's routes for web follow its
+// VirtualService: the header match to subset v2 (hashing on x-user, as the
+// v2 subset's policy says), then on port 80 only the /api prefix split
+// 90/10 with the unknown subset v9 dropped, a 2 s timeout, 3 retries, a 10%
+// delay and a header set, then the rest to v1.
+func TestVirtualServiceSidecar(t *testing.T) {
+	w := istioWorld()
+	res := generateChecked(t, w, fixtureProxy(w, model.ProxySidecar, "shop", "client-0"))
+
+	routes := vhostRoutes(t, res, "80", "web.shop.svc.cluster.local:80")
+	if got, want := routeNames(routes), []string{"shop/web.http[0].jason", "shop/web.http[1]", "shop/web.http[2]"}; !slices.Equal(got, want) {
+		t.Fatalf("routes %v, want %v", got, want)
+	}
+	jason := routes[0]
+	if h := jason.GetMatch().GetHeaders(); len(h) != 1 || h[0].GetName() != "end-user" || h[0].GetStringMatch().GetExact() != "jason" {
+		t.Errorf("jason match: %v", jason.GetMatch())
+	}
+	if c := jason.GetRoute().GetCluster(); c != "outbound|80|v2|web.shop.svc.cluster.local" {
+		t.Errorf("jason cluster %q", c)
+	}
+	if hp := jason.GetRoute().GetHashPolicy(); len(hp) != 1 || hp[0].GetHeader().GetHeaderName() != "x-user" {
+		t.Errorf("jason hash policy %v", hp)
+	}
+	api := routes[1]
+	if api.GetMatch().GetPrefix() != "/api" {
+		t.Errorf("api match %v", api.GetMatch())
+	}
+	wc := api.GetRoute().GetWeightedClusters().GetClusters()
+	if len(wc) != 2 || wc[0].GetName() != "outbound|80|v1|web.shop.svc.cluster.local" || wc[0].GetWeight().GetValue() != 90 ||
+		wc[1].GetName() != "outbound|80|v2|web.shop.svc.cluster.local" || wc[1].GetWeight().GetValue() != 10 {
+		t.Errorf("api weighted clusters %v", wc)
+	}
+	ra := api.GetRoute()
+	if ra.GetTimeout().AsDuration() != 2*time.Second || ra.GetRetryPolicy().GetNumRetries().GetValue() != 3 ||
+		ra.GetRetryPolicy().GetPerTryTimeout().AsDuration() != 500*time.Millisecond || ra.GetRetryPolicy().GetRetryOn() != defaultRetryOn {
+		t.Errorf("api timeout/retries: %v %v", ra.GetTimeout(), ra.GetRetryPolicy())
+	}
+	fault := &faultv3.HTTPFault{}
+	if err := api.GetTypedPerFilterConfig()[faultFilterName].UnmarshalTo(fault); err != nil {
+		t.Fatalf("api fault config: %v", err)
+	}
+	if fault.GetDelay().GetFixedDelay().AsDuration() != 7*time.Second || fault.GetDelay().GetPercentage().GetNumerator() != 100000 {
+		t.Errorf("api fault %v", fault)
+	}
+	if h := api.GetRequestHeadersToAdd(); len(h) != 1 || h[0].GetHeader().GetKey() != "x-canary" {
+		t.Errorf("api headers %v", h)
+	}
+
+	// Port 9090: the port-80 match does not apply.
+	if got, want := routeNames(vhostRoutes(t, res, "9090", "web.shop.svc.cluster.local:9090")), []string{"shop/web.http[0].jason", "shop/web.http[2]"}; !slices.Equal(got, want) {
+		t.Errorf("9090 routes %v, want %v", got, want)
+	}
+
+	// Subset clusters carry their policy; subset endpoints only their pods.
+	for _, sub := range []string{"", "v1", "v2"} {
+		c, _ := byName(res, resourcev3.ClusterType, OutboundClusterName(80, sub, "web.shop.svc.cluster.local")).(*clusterv3.Cluster)
+		if c == nil {
+			t.Fatalf("no cluster for subset %q", sub)
+		}
+		th := c.GetCircuitBreakers().GetThresholds()
+		if len(th) != 1 || th[0].GetMaxConnections().GetValue() != 100 || th[0].GetMaxPendingRequests().GetValue() != 10 ||
+			th[0].GetMaxRequests().GetValue() != 50 || c.GetConnectTimeout().AsDuration() != 3*time.Second {
+			t.Errorf("subset %q: circuit breakers %v, connect timeout %v", sub, th, c.GetConnectTimeout())
+		}
+		if c.GetOutlierDetection().GetConsecutive_5Xx().GetValue() != 3 || c.GetOutlierDetection().GetMaxEjectionPercent().GetValue() != 50 {
+			t.Errorf("subset %q: outlier detection %v", sub, c.GetOutlierDetection())
+		}
+		wantLB := clusterv3.Cluster_ROUND_ROBIN
+		if sub == "v2" {
+			wantLB = clusterv3.Cluster_RING_HASH
+		}
+		if c.GetLbPolicy() != wantLB {
+			t.Errorf("subset %q: lb %v, want %v", sub, c.GetLbPolicy(), wantLB)
+		}
+	}
+	cla, _ := byName(res, resourcev3.EndpointType, "outbound|80|v1|web.shop.svc.cluster.local").(*endpointv3.ClusterLoadAssignment)
+	all, _ := byName(res, resourcev3.EndpointType, "outbound|80||web.shop.svc.cluster.local").(*endpointv3.ClusterLoadAssignment)
+	if n, m := countEndpoints(cla), countEndpoints(all); n == 0 || n >= m {
+		t.Errorf("subset v1 has %d endpoints of %d", n, m)
+	}
+
+	// sourceLabels: only the canary client gets the direct response.
+	canary := &model.Proxy{ID: "canary", Type: model.ProxySidecar, Namespace: "shop", IP: "10.1.9.9",
+		Workload: &model.Workload{Name: "canary", Namespace: "shop", IP: "10.1.9.9", Labels: map[string]string{"app": "canary-client"}}}
+	got := vhostRoutes(t, generateChecked(t, w, canary), "8081", "cache.data.svc.cluster.local:8081")
+	if len(got) != 1 || got[0].GetDirectResponse().GetStatus() != 418 {
+		t.Errorf("canary client routes for cache: %v", got)
+	}
+	if got := vhostRoutes(t, res, "8081", "cache.data.svc.cluster.local:8081"); len(got) != 1 || got[0].GetRoute().GetCluster() == "" {
+		t.Errorf("other client routes for cache: %v", got)
+	}
+}
+
+func countEndpoints(cla *endpointv3.ClusterLoadAssignment) int {
+	n := 0
+	for _, l := range cla.GetEndpoints() {
+		n += len(l.GetLbEndpoints())
+	}
+	return n
+}
+
+// TestVirtualServiceGRPC: a proxyless client's route configuration for
+// greeter carries the abort fault (gRPC status UNAVAILABLE, 50%) for the
+// x-fail header, then the 70/30 split with a max stream duration (gRPC's
+// timeout) and retries on unavailable; its clusters are least-request.
+func TestVirtualServiceGRPC(t *testing.T) {
+	w := istioWorld()
+	res := generateChecked(t, w, fixtureProxy(w, model.ProxyGRPC, "shop", "client-0"))
+	const name = "greeter.shop.svc.cluster.local:50051"
+	routes := vhostRoutes(t, res, name, name)
+	if len(routes) != 2 {
+		t.Fatalf("routes %v", routeNames(routes))
+	}
+	fault := &faultv3.HTTPFault{}
+	if err := routes[0].GetTypedPerFilterConfig()[faultFilterName].UnmarshalTo(fault); err != nil {
+		t.Fatal(err)
+	}
+	if fault.GetAbort().GetGrpcStatus() != 14 || fault.GetAbort().GetPercentage().GetNumerator() != 500000 {
+		t.Errorf("abort %v", fault.GetAbort())
+	}
+	ra := routes[1].GetRoute()
+	if ra.GetTimeout() != nil || ra.GetMaxStreamDuration().GetMaxStreamDuration().AsDuration() != time.Second {
+		t.Errorf("gRPC timeout: timeout %v, max stream duration %v", ra.GetTimeout(), ra.GetMaxStreamDuration())
+	}
+	if ra.GetRetryPolicy().GetRetryOn() != "unavailable" || ra.GetRetryPolicy().GetNumRetries().GetValue() != 2 {
+		t.Errorf("retries %v", ra.GetRetryPolicy())
+	}
+	if wc := ra.GetWeightedClusters().GetClusters(); len(wc) != 2 || wc[0].GetWeight().GetValue() != 70 {
+		t.Errorf("weights %v", wc)
+	}
+	c, _ := byName(res, resourcev3.ClusterType, "outbound|50051|all|greeter.shop.svc.cluster.local").(*clusterv3.Cluster)
+	if c.GetLbPolicy() != clusterv3.Cluster_LEAST_REQUEST {
+		t.Errorf("greeter subset cluster lb %v", c.GetLbPolicy())
+	}
+	// Nothing gRPC cannot do: no header rewrites, no CORS.
+	for _, r := range routes {
+		if len(r.GetRequestHeadersToAdd()) > 0 || r.GetTypedPerFilterConfig()[corsFilterName] != nil {
+			t.Errorf("route %s carries what grpc-go does not support", r.GetName())
+		}
+	}
+}
