@@ -53,6 +53,8 @@ type Gateway struct {
 type ServiceEntry struct {
 	Meta
 	Spec *networking.ServiceEntry
+
+	derived serviceEntryServices
 }
 
 // Sidecar is a networking.istio.io Sidecar.

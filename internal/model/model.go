@@ -100,6 +100,42 @@ type Service struct {
 	Labels map[string]string
 	// Endpoints sorted by Address then Pod.
 	Endpoints []*Endpoint
+
+	// Resolution is how proxies find the endpoints: "" for a Kubernetes
+	// Service (EDS behind a cluster IP; the address dialled for a headless
+	// one), else a ServiceEntry's.
+	Resolution Resolution
+	// ServiceEntry is the namespace/name of the ServiceEntry the Service
+	// comes from; empty for a Kubernetes Service. Its Hostname is the host
+	// as written (maybe a wildcard), and it has no short names.
+	ServiceEntry string
+	// External: a MESH_EXTERNAL ServiceEntry (outside the mesh: no mTLS).
+	External bool
+}
+
+// Resolution of a ServiceEntry's endpoints.
+type Resolution string
+
+const (
+	// ResolutionNone forwards to the address the client dialled.
+	ResolutionNone Resolution = "NONE"
+	// ResolutionStatic balances over the listed addresses.
+	ResolutionStatic Resolution = "STATIC"
+	// ResolutionDNS resolves every listed name (or the host) and balances
+	// over all the addresses.
+	ResolutionDNS Resolution = "DNS"
+	// ResolutionDNSRoundRobin connects to the first address a name
+	// resolves to.
+	ResolutionDNSRoundRobin Resolution = "DNS_ROUND_ROBIN"
+)
+
+// UsesEDS reports whether proxies get the Service's endpoints over EDS: a
+// Kubernetes Service with a cluster IP, or a STATIC ServiceEntry.
+func (s *Service) UsesEDS() bool {
+	if s.ServiceEntry != "" {
+		return s.Resolution == ResolutionStatic
+	}
+	return s.ClusterIP != ""
 }
 
 // ServicePort is one port of a Service.
@@ -161,6 +197,8 @@ func NewWorldWithConfig(mesh MeshConfig, services []*Service, workloads []*Workl
 		workloadsByIP:   make(map[string]*Workload, len(workloads)),
 		workloadsByName: make(map[string]*Workload, len(workloads)),
 	}
+	services = withServiceEntries(services, workloads, config.ServiceEntries)
+	w.Services = services
 	sortIfNeeded(services, func(a, b *Service) int { return strings.Compare(a.Hostname, b.Hostname) })
 	for _, s := range services {
 		sortIfNeeded(s.Ports, func(a, b ServicePort) int { return int(a.Port) - int(b.Port) })
@@ -190,6 +228,33 @@ func NewWorldWithConfig(mesh MeshConfig, services []*Service, workloads []*Workl
 	sortConfig(&w.Config)
 	w.indexConfig()
 	return w
+}
+
+// withServiceEntries returns services with the ServiceEntries' Services
+// added, sorted by hostname (a new slice; services is not written to when
+// there is nothing to add). A host that a Kubernetes Service or an older
+// ServiceEntry already has is left out.
+func withServiceEntries(services []*Service, workloads []*Workload, entries []*ServiceEntry) []*Service {
+	if len(entries) == 0 {
+		return services
+	}
+	taken := make(map[string]bool, len(services))
+	for _, s := range services {
+		taken[s.Hostname] = true
+	}
+	ordered := slices.Clone(entries)
+	slices.SortStableFunc(ordered, func(a, b *ServiceEntry) int { return olderFirst(a.Meta, b.Meta) })
+	out := slices.Clone(services)
+	for _, se := range ordered {
+		for _, s := range se.Services(workloads) {
+			if !taken[s.Hostname] {
+				taken[s.Hostname] = true
+				out = append(out, s)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *Service) int { return strings.Compare(a.Hostname, b.Hostname) })
+	return out
 }
 
 // sortIfNeeded sorts s unless it already is, so shared inputs stay untouched.

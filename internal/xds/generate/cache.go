@@ -168,7 +168,7 @@ func (e *serviceEntry) grpcResources() (*grpcServiceResources, error) {
 					return nil, err
 				}
 				r := grpcClientRoute(name, h, c.Name)
-				if j == len(hosts)-1 {
+				if j == len(hosts)-1 && svc.ServiceEntry == "" {
 					g.localListeners = append(g.localListeners, l)
 					g.localRoutes = append(g.localRoutes, r)
 				} else {
@@ -342,6 +342,9 @@ func (c *Cache) buildOutbound(w *worldEntry, ns string, grpc bool) ([2][]types.R
 	clusters := make([]types.Resource, 0, n)
 	endpoints := make([]types.Resource, 0, n)
 	for _, e := range c.entries(w.world) {
+		if grpc && grpcSkips(e.svc) {
+			continue
+		}
 		var dr *model.DestinationRule
 		if ns != "" {
 			dr = w.world.DestinationRule(e.svc.Hostname, ns)
@@ -359,7 +362,7 @@ func (c *Cache) buildOutbound(w *worldEntry, ns string, grpc bool) ([2][]types.R
 		} else {
 			clusters = append(clusters, e.envoyClusters()...)
 		}
-		if grpc || hasEndpoints(e.svc) {
+		if grpc && grpcHasEndpoints(e.svc) || !grpc && hasEndpoints(e.svc) {
 			endpoints = append(endpoints, e.loadAssignments()...)
 		}
 	}
@@ -530,6 +533,9 @@ func (c *Cache) grpcResources(w *worldEntry, proxy *model.Proxy) (xds.Resources,
 		var listeners, routes []types.Resource
 		client := routeClient{namespace: ns, grpc: true}
 		for _, e := range c.entries(w.world) {
+			if grpcSkips(e.svc) {
+				continue
+			}
 			g, err := e.grpcResources()
 			if err != nil {
 				return nil, err

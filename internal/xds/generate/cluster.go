@@ -18,6 +18,10 @@ import (
 // headless service gets an EDS cluster too.
 func grpcCluster(svc *model.Service, port model.ServicePort) *clusterv3.Cluster {
 	name := OutboundClusterName(port.Port, "", svc.Hostname)
+	if isDNS(svc) {
+		// grpc-go resolves names with LOGICAL_DNS (one name), not STRICT_DNS.
+		return dnsCluster(name, svc, port, clusterv3.Cluster_LOGICAL_DNS)
+	}
 	return &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
@@ -38,10 +42,17 @@ func outboundCluster(svc *model.Service, port model.ServicePort) *clusterv3.Clus
 		Name:           name,
 		ConnectTimeout: connectTimeout,
 	}
-	if svc.ClusterIP == "" {
+	switch {
+	case isDNS(svc):
+		typ := clusterv3.Cluster_STRICT_DNS
+		if svc.Resolution == model.ResolutionDNSRoundRobin {
+			typ = clusterv3.Cluster_LOGICAL_DNS
+		}
+		c = dnsCluster(name, svc, port, typ)
+	case !svc.UsesEDS():
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
 		c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
-	} else {
+	default:
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource, ServiceName: name}
 		c.LbPolicy = clusterv3.Cluster_ROUND_ROBIN
@@ -54,7 +65,51 @@ func outboundCluster(svc *model.Service, port model.ServicePort) *clusterv3.Clus
 
 // hasEndpoints reports whether an Envoy's cluster for svc uses EDS, i.e.
 // whether it needs a ClusterLoadAssignment.
-func hasEndpoints(svc *model.Service) bool { return svc.ClusterIP != "" }
+func hasEndpoints(svc *model.Service) bool { return svc.UsesEDS() }
+
+// grpcHasEndpoints is hasEndpoints for proxyless gRPC, which resolves even
+// a headless Service's endpoints through EDS.
+func grpcHasEndpoints(svc *model.Service) bool { return svc.ServiceEntry == "" || svc.UsesEDS() }
+
+// grpcSkips reports whether proxyless gRPC cannot use svc at all: a
+// ServiceEntry that forwards to the dialled address (resolution NONE).
+func grpcSkips(svc *model.Service) bool {
+	return svc.ServiceEntry != "" && svc.Resolution == model.ResolutionNone
+}
+
+// isDNS reports whether svc's endpoints are names proxies resolve.
+func isDNS(svc *model.Service) bool {
+	return svc.ServiceEntry != "" && (svc.Resolution == model.ResolutionDNS || svc.Resolution == model.ResolutionDNSRoundRobin)
+}
+
+// dnsCluster resolves the names of svc's endpoints (STRICT_DNS: all of them;
+// LOGICAL_DNS: the first), with the endpoints inline.
+func dnsCluster(name string, svc *model.Service, port model.ServicePort, typ clusterv3.Cluster_DiscoveryType) *clusterv3.Cluster {
+	var lbs []*endpointv3.LbEndpoint
+	for _, ep := range svc.Endpoints {
+		p, ok := ep.Ports[port.Name]
+		if !ok {
+			p = port.Port
+		}
+		lbs = append(lbs, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
+			Endpoint: &endpointv3.Endpoint{Address: socketAddress(ep.Address, p)},
+		}})
+		if typ == clusterv3.Cluster_LOGICAL_DNS {
+			break
+		}
+	}
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: typ},
+		ConnectTimeout:       connectTimeout,
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		DnsLookupFamily:      clusterv3.Cluster_V4_PREFERRED,
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}},
+		},
+	}
+}
 
 // passthroughCluster forwards to the original destination (ALLOW_ANY). HTTP
 // requests keep the protocol the client spoke.

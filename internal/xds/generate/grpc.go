@@ -41,12 +41,17 @@ func grpcResources(world *model.World, proxy *model.Proxy) (xds.Resources, error
 
 	client := routeClient{namespace: ns, grpc: true}
 	for _, svc := range world.Services {
+		if grpcSkips(svc) {
+			continue
+		}
 		hosts := ServiceHosts(svc, ns)
 		dr := world.DestinationRule(svc.Hostname, ns)
 		vs := virtualServiceFor(world, svc, ns)
 		for _, port := range svc.Ports {
 			clusters = append(clusters, ruleClusters(svc, port, dr, true, grpcCluster)...)
-			endpoints = append(endpoints, loadAssignment(svc, port))
+			if grpcHasEndpoints(svc) {
+				endpoints = append(endpoints, loadAssignment(svc, port))
+			}
 			if dr != nil {
 				endpoints = append(endpoints, ruleLoadAssignments(svc, port, dr)...)
 			}

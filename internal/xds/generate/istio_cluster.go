@@ -85,7 +85,8 @@ func ruleClusters(svc *model.Service, port model.ServicePort, dr *model.Destinat
 		c = withPolicy(c, p, grpc)
 	}
 	out := []types.Resource{c}
-	if dr == nil {
+	if dr == nil || isDNS(svc) {
+		// Subsets select endpoints by labels; resolved names have none.
 		return out
 	}
 	for _, s := range dr.Spec.GetSubsets() {
@@ -111,6 +112,9 @@ func ruleClusters(svc *model.Service, port model.ServicePort, dr *model.Destinat
 
 // ruleLoadAssignments are the endpoints of dr's subset clusters for port.
 func ruleLoadAssignments(svc *model.Service, port model.ServicePort, dr *model.DestinationRule) []types.Resource {
+	if isDNS(svc) {
+		return nil
+	}
 	var out []types.Resource
 	for _, s := range dr.Spec.GetSubsets() {
 		if s.GetName() == "" {

@@ -129,8 +129,31 @@ func istioConfig() model.Config {
 			DirectResponse: &networking.HTTPDirectResponse{Status: 418},
 		}},
 	}}
+	external := &model.ServiceEntry{Meta: model.Meta{Name: "example", Namespace: "shop", CreationUnix: 6}, Spec: &networking.ServiceEntry{
+		Hosts:      []string{"api.example.com"},
+		Ports:      []*networking.ServicePort{{Number: 443, Name: "tls", Protocol: "TLS"}, {Number: 80, Name: "http", Protocol: "HTTP"}},
+		Location:   networking.ServiceEntry_MESH_EXTERNAL,
+		Resolution: networking.ServiceEntry_DNS,
+	}}
+	legacy := &model.ServiceEntry{Meta: model.Meta{Name: "legacy", Namespace: "data", CreationUnix: 7}, Spec: &networking.ServiceEntry{
+		Hosts:      []string{"legacy.internal"},
+		Addresses:  []string{"240.0.0.1"},
+		Ports:      []*networking.ServicePort{{Number: 8080, Name: "http-legacy", Protocol: "HTTP", TargetPort: 9080}},
+		Location:   networking.ServiceEntry_MESH_INTERNAL,
+		Resolution: networking.ServiceEntry_STATIC,
+		Endpoints: []*networking.WorkloadEntry{
+			{Address: "10.9.0.2", Labels: map[string]string{"version": "old"}},
+			{Address: "10.9.0.1", Ports: map[string]uint32{"http-legacy": 9081}},
+		},
+	}}
+	wiki := &model.ServiceEntry{Meta: model.Meta{Name: "wiki", Namespace: "shop", CreationUnix: 8}, Spec: &networking.ServiceEntry{
+		Hosts:      []string{"*.wikipedia.org"},
+		Ports:      []*networking.ServicePort{{Number: 443, Name: "tls", Protocol: "TLS"}},
+		Resolution: networking.ServiceEntry_NONE,
+	}}
 	return model.Config{
 		VirtualServices:  []*model.VirtualService{webVS, greeterVS, canaryVS},
 		DestinationRules: []*model.DestinationRule{webDR, greeterDR},
+		ServiceEntries:   []*model.ServiceEntry{external, legacy, wiki},
 	}
 }

@@ -191,3 +191,64 @@ func TestVirtualServiceGRPC(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceEntries: a DNS entry becomes a STRICT_DNS cluster resolving
+// its host (LOGICAL_DNS for gRPC) with an HTTP virtual host for its name
+// only; a STATIC entry an EDS cluster whose endpoints are its addresses on
+// their target ports, reachable by its address; a NONE wildcard entry an
+// original-destination cluster for sidecars and nothing for gRPC.
+func TestServiceEntries(t *testing.T) {
+	w := istioWorld()
+	res := generateChecked(t, w, fixtureProxy(w, model.ProxySidecar, "shop", "client-0"))
+
+	c, _ := byName(res, resourcev3.ClusterType, "outbound|443||api.example.com").(*clusterv3.Cluster)
+	if c.GetType() != clusterv3.Cluster_STRICT_DNS {
+		t.Fatalf("api.example.com cluster: %v", c)
+	}
+	if sa := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress(); sa.GetAddress() != "api.example.com" || sa.GetPortValue() != 443 {
+		t.Errorf("api.example.com endpoint %v", sa)
+	}
+	rc, _ := byName(res, resourcev3.RouteType, "80").(*routev3.RouteConfiguration)
+	var found bool
+	for _, vh := range rc.GetVirtualHosts() {
+		if vh.GetName() == "api.example.com:80" {
+			found = true
+			if !slices.Equal(vh.GetDomains(), []string{"api.example.com", "api.example.com:80"}) {
+				t.Errorf("api.example.com domains %v", vh.GetDomains())
+			}
+		}
+	}
+	if !found {
+		t.Error("no virtual host for api.example.com on port 80")
+	}
+
+	legacy, _ := byName(res, resourcev3.ClusterType, "outbound|8080||legacy.internal").(*clusterv3.Cluster)
+	if legacy.GetType() != clusterv3.Cluster_EDS {
+		t.Fatalf("legacy cluster %v", legacy)
+	}
+	cla, _ := byName(res, resourcev3.EndpointType, "outbound|8080||legacy.internal").(*endpointv3.ClusterLoadAssignment)
+	var eps []string
+	for _, l := range cla.GetEndpoints() {
+		for _, e := range l.GetLbEndpoints() {
+			sa := e.GetEndpoint().GetAddress().GetSocketAddress()
+			eps = append(eps, sa.GetAddress()+":"+itoa(int32(sa.GetPortValue())))
+		}
+	}
+	if !slices.Equal(eps, []string{"10.9.0.1:9081", "10.9.0.2:9080"}) {
+		t.Errorf("legacy endpoints %v", eps)
+	}
+	if wiki, _ := byName(res, resourcev3.ClusterType, "outbound|443||*.wikipedia.org").(*clusterv3.Cluster); wiki.GetType() != clusterv3.Cluster_ORIGINAL_DST {
+		t.Errorf("wikipedia cluster %v", wiki)
+	}
+
+	g := generateChecked(t, w, fixtureProxy(w, model.ProxyGRPC, "shop", "client-0"))
+	if byName(g, resourcev3.ClusterType, "outbound|443||*.wikipedia.org") != nil || byName(g, resourcev3.ListenerType, "*.wikipedia.org:443") != nil {
+		t.Error("gRPC client got the NONE entry")
+	}
+	if c, _ := byName(g, resourcev3.ClusterType, "outbound|443||api.example.com").(*clusterv3.Cluster); c.GetType() != clusterv3.Cluster_LOGICAL_DNS {
+		t.Errorf("gRPC api.example.com cluster %v", c)
+	}
+	if byName(g, resourcev3.EndpointType, "outbound|443||api.example.com") != nil {
+		t.Error("gRPC client got EDS for a DNS entry")
+	}
+}

@@ -69,8 +69,12 @@ func OutboundListenerName(port int32) string { return "0.0.0.0_" + itoa(port) }
 // ServiceHosts returns the names under which a client in namespace clientNS may
 // reach svc, most qualified first: the FQDN, <name>.<ns>.svc, <name>.<ns> and,
 // for a client in the service's namespace, <name>. It does not include the
-// cluster IP. It allocates the slice it returns.
+// cluster IP. A ServiceEntry's Service has its host only. It allocates the
+// slice it returns.
 func ServiceHosts(svc *model.Service, clientNS string) []string {
+	if svc.ServiceEntry != "" {
+		return []string{svc.Hostname} // a ServiceEntry's host is the only name
+	}
 	n := 3
 	if clientNS == svc.Namespace {
 		n = 4

@@ -95,7 +95,8 @@ func (s *Server) planEndpointPush(prev, next *model.World) *endpointPlan {
 // endpoints.
 func sameButEndpoints(a, b *model.Service) bool {
 	return a.Name == b.Name && a.Namespace == b.Namespace && a.Hostname == b.Hostname &&
-		a.ClusterIP == b.ClusterIP && slices.Equal(a.Ports, b.Ports) && maps.Equal(a.Labels, b.Labels)
+		a.ClusterIP == b.ClusterIP && slices.Equal(a.Ports, b.Ports) && maps.Equal(a.Labels, b.Labels) &&
+		a.Resolution == b.Resolution && a.ServiceEntry == b.ServiceEntry && a.External == b.External
 }
 
 func (p *endpointPlan) addAddress(ip string) {
