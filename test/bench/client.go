@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"iter"
 	"slices"
 	"sort"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -42,9 +44,26 @@ type probe struct {
 	count atomic.Int64
 }
 
+// simClient is a simulated Envoy as the fleet drives it: the
+// state-of-the-world adsClient or the deltaClient.
+type simClient interface {
+	// open starts an ADS stream on conn with the client's first request.
+	open(ctx context.Context, conn *grpc.ClientConn) error
+	// run receives (and reconnects) until ctx ends.
+	run(ctx context.Context)
+	// syncTime is when the client first held its full initial config,
+	// since the fleet's start; 0: not yet.
+	syncTime() time.Duration
+	// configBytes are the resource bytes received until then.
+	configBytes() int64
+	// holds summarizes the client's EDS and RDS subscriptions.
+	holds() string
+}
+
 // fleet is the set of simulated Envoys of one run.
 type fleet struct {
-	clients []*adsClient
+	clients []simClient
+	conns   []*grpc.ClientConn
 	start   time.Time
 	synced  atomic.Int64
 	probe   atomic.Pointer[probe]
@@ -59,6 +78,9 @@ type fleet struct {
 	mu  sync.Mutex
 	cds map[string][]string // EDS service names
 	lds map[string][]string // RDS names
+
+	delta  bool         // delta clients instead of state-of-the-world ones
+	parses *deltaParses // the delta clients' shared parses
 }
 
 // adsClient is an Envoy-like state-of-the-world ADS client: CDS wildcard,
@@ -72,13 +94,12 @@ type adsClient struct {
 	stream   discoverygrpc.AggregatedDiscoveryService_StreamAggregatedResourcesClient
 	syncedAt time.Duration
 	bytes    int64 // Any payload bytes received until synced
+	probeState
 
 	eds, rds         []string // names requested
 	edsOK, rdsOK     bool     // every requested name received
 	cdsOK, ldsOK     bool
 	ldsSent          bool
-	probeID          int64
-	probeMet         []bool
 	lastVersionNonce map[string][2]string
 
 	// Requested EDS/RDS names not received yet. EDS and RDS responses carry
@@ -87,8 +108,9 @@ type adsClient struct {
 	edsPending, rdsPending map[string]bool
 }
 
-func newFleet(n int) *fleet {
-	return &fleet{clients: make([]*adsClient, n), errs: make(chan error, n), cds: map[string][]string{}, lds: map[string][]string{}}
+func newFleet(n int, delta bool) *fleet {
+	return &fleet{clients: make([]simClient, n), conns: make([]*grpc.ClientConn, n), errs: make(chan error, n),
+		cds: map[string][]string{}, lds: map[string][]string{}, delta: delta, parses: newDeltaParses()}
 }
 
 func nodeFor(i int, w world) *corev3.Node {
@@ -109,7 +131,12 @@ func (f *fleet) connect(ctx context.Context, addr string, w world) error {
 	var firstErr atomic.Pointer[error]
 	sem := make(chan struct{}, 64)
 	for i := range f.clients {
-		c := &adsClient{f: f, idx: i, node: nodeFor(i, w), lastVersionNonce: map[string][2]string{}}
+		var c simClient
+		if f.delta {
+			c = &deltaClient{f: f, idx: i, node: nodeFor(i, w)}
+		} else {
+			c = &adsClient{f: f, idx: i, node: nodeFor(i, w), lastVersionNonce: map[string][2]string{}}
+		}
 		f.clients[i] = c
 		sem <- struct{}{}
 		wg.Go(func() {
@@ -120,13 +147,8 @@ func (f *fleet) connect(ctx context.Context, addr string, w world) error {
 				firstErr.CompareAndSwap(nil, &err)
 				return
 			}
-			c.conn = conn
-			st, err := discoverygrpc.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-			if err == nil {
-				c.stream = st
-				err = st.Send(&discoverygrpc.DiscoveryRequest{Node: c.node, TypeUrl: resourcev3.ClusterType})
-			}
-			if err != nil {
+			f.conns[i] = conn
+			if err := c.open(ctx, conn); err != nil {
 				firstErr.CompareAndSwap(nil, &err)
 				return
 			}
@@ -141,11 +163,45 @@ func (f *fleet) connect(ctx context.Context, addr string, w world) error {
 }
 
 func (f *fleet) close() {
-	for _, c := range f.clients {
-		if c != nil && c.conn != nil {
-			_ = c.conn.Close()
+	for _, conn := range f.conns {
+		if conn != nil {
+			_ = conn.Close()
 		}
 	}
+}
+
+// streamBroke counts a broken stream and keeps the first one's error.
+func (f *fleet) streamBroke(nodeID string, err error) {
+	f.reconnects.Add(1)
+	if f.lastBreak.Load() == nil {
+		msg := fmt.Sprintf("client %s: %v", nodeID, err)
+		f.lastBreak.CompareAndSwap(nil, &msg)
+	}
+}
+
+// fail reports a client's failure to the waits (the first few suffice).
+func (f *fleet) fail(err error) {
+	select {
+	case f.errs <- err:
+	default:
+	}
+}
+
+// open opens the client's ADS stream on conn and subscribes to CDS.
+func (c *adsClient) open(ctx context.Context, conn *grpc.ClientConn) error {
+	c.conn = conn
+	st, err := discoverygrpc.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	c.stream = st
+	return st.Send(&discoverygrpc.DiscoveryRequest{Node: c.node, TypeUrl: resourcev3.ClusterType})
+}
+
+func (c *adsClient) syncTime() time.Duration { return c.syncedAt }
+func (c *adsClient) configBytes() int64      { return c.bytes }
+func (c *adsClient) holds() string {
+	return fmt.Sprintf("%d EDS clusters, route configurations %v", len(c.eds), c.rds)
 }
 
 // run receives until ctx ends. Like Envoy, a client whose stream breaks
@@ -158,17 +214,10 @@ func (c *adsClient) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			c.f.reconnects.Add(1)
-			if c.f.lastBreak.Load() == nil {
-				msg := fmt.Sprintf("client %s: %v", c.node.Id, err)
-				c.f.lastBreak.Store(&msg)
-			}
+			c.f.streamBroke(c.node.Id, err)
 			if err := c.restart(ctx); err != nil {
 				if ctx.Err() == nil {
-					select {
-					case c.f.errs <- fmt.Errorf("client %s: stream ended and could not be reopened: %w", c.node.Id, err):
-					default:
-					}
+					c.f.fail(fmt.Errorf("client %s: stream ended and could not be reopened: %w", c.node.Id, err))
 				}
 				return
 			}
@@ -176,10 +225,7 @@ func (c *adsClient) run(ctx context.Context) {
 		}
 		now := time.Now()
 		if err := c.handle(resp, now); err != nil {
-			select {
-			case c.f.errs <- fmt.Errorf("client %s: %w", c.node.Id, err):
-			default:
-			}
+			c.f.fail(fmt.Errorf("client %s: %w", c.node.Id, err))
 			return
 		}
 	}
@@ -219,7 +265,7 @@ func (c *adsClient) handle(resp *discoverygrpc.DiscoveryResponse, now time.Time)
 			c.bytes += int64(len(r.GetValue()))
 		}
 	}
-	c.checkProbe(resp, now)
+	c.checkProbe(c.f, c.idx, t, values(resp.GetResources(), (*anypb.Any).GetValue), now)
 	switch t {
 	case resourcev3.ClusterType:
 		eds, err := c.f.edsNames(resp)
@@ -288,34 +334,54 @@ func (c *adsClient) handle(resp *discoverygrpc.DiscoveryResponse, now time.Time)
 	return nil
 }
 
-// checkProbe latches the conditions of the current probe this response meets.
-func (c *adsClient) checkProbe(resp *discoverygrpc.DiscoveryResponse, now time.Time) {
-	p := c.f.probe.Load()
+// probeState is a client's progress on the fleet's current probe.
+type probeState struct {
+	probeID  int64
+	probeMet []bool
+}
+
+// checkProbe latches the conditions of f's current probe that resources (the
+// wire bytes of resources of typeURL, from one response) meet, and records
+// when client idx met them all.
+func (s *probeState) checkProbe(f *fleet, idx int, typeURL string, resources iter.Seq[[]byte], now time.Time) {
+	p := f.probe.Load()
 	if p == nil {
 		return
 	}
-	if c.probeID != p.id {
-		c.probeID, c.probeMet = p.id, make([]bool, len(p.conds))
+	if s.probeID != p.id {
+		s.probeID, s.probeMet = p.id, make([]bool, len(p.conds))
 	}
-	if p.done[c.idx].Load() != 0 {
+	if p.done[idx].Load() != 0 {
 		return
 	}
 	all := true
 	for i, cond := range p.conds {
-		if !c.probeMet[i] && cond.typeURL == resp.GetTypeUrl() {
-			for _, r := range resp.GetResources() {
-				if name, _ := resourceName(r.GetValue()); name == cond.name &&
-					(cond.contain == nil || bytes.Contains(r.GetValue(), cond.contain)) {
-					c.probeMet[i] = true
+		if !s.probeMet[i] && cond.typeURL == typeURL {
+			for b := range resources {
+				if name, _ := resourceName(b); name == cond.name &&
+					(cond.contain == nil || bytes.Contains(b, cond.contain)) {
+					s.probeMet[i] = true
 					break
 				}
 			}
 		}
-		all = all && c.probeMet[i]
+		all = all && s.probeMet[i]
 	}
 	if all {
-		p.done[c.idx].Store(max(int64(now.Sub(p.start)), 1))
+		p.done[idx].Store(max(int64(now.Sub(p.start)), 1))
 		p.count.Add(1)
+	}
+}
+
+// values yields value(e) for each element of list: the resources' wire
+// bytes without building a slice per response.
+func values[T any](list []T, value func(T) []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for _, e := range list {
+			if !yield(value(e)) {
+				return
+			}
+		}
 	}
 }
 

@@ -1,10 +1,11 @@
 // Command bench measures meshd's control plane at scale: a real API server
 // (envtest) holding many Services with EndpointSlices, meshd's control plane
 // (discovery + xDS server, internal/controlplane) in a child process, and N
-// simulated Envoy sidecars speaking state-of-the-world ADS over loopback gRPC
-// from this process. It prints a markdown table: time to the full initial
-// config on every client, change-to-every-client latency for three changes,
-// the control plane's RSS and CPU time.
+// simulated Envoy sidecars speaking state-of-the-world ADS (or, with -delta,
+// delta ADS) over loopback gRPC from this process. It prints a markdown
+// table: time to the full initial config on every client,
+// change-to-every-client latency for three changes, the control plane's RSS
+// and CPU time.
 //
 // Run it with `make bench` (BENCH_CLIENTS=200 make bench for one size) or
 // `go run ./test/bench -h`. It is a main package, so `go test ./...` does not
@@ -49,6 +50,7 @@ type options struct {
 	debounce      server.Debounce
 	out           string
 	maxRSS        int64
+	delta         bool
 }
 
 func main() {
@@ -71,6 +73,7 @@ func main() {
 	flag.DurationVar(&o.debounce.Max, "debounce-max", server.DefaultDebounceMax, "meshd's debounce max window")
 	var maxRSSMiB int64
 	flag.Int64Var(&maxRSSMiB, "max-rss-mib", 10240, "kill the control plane and stop when its RSS exceeds this (protects the machine; 0: no limit)")
+	flag.BoolVar(&o.delta, "delta", false, "simulated Envoys speak delta ADS (DeltaAggregatedResources) instead of state of the world")
 	flag.StringVar(&o.out, "out", "", "also write the markdown report to this file")
 	flag.BoolVar(&child, "controlplane", false, "internal: run the control plane (child process)")
 	flag.StringVar(&kubeconfig, "cp-kubeconfig", "", "internal: the child's API server credentials")
@@ -106,7 +109,7 @@ func logf(format string, args ...any) {
 }
 
 func run(ctx context.Context, o options) (err error) {
-	logf("starting envtest (etcd + kube-apiserver)")
+	logf("%s ADS clients; starting envtest (etcd + kube-apiserver)", protocol(o))
 	env, cfg, err := startEnvtest()
 	if err != nil {
 		return err
@@ -214,7 +217,7 @@ func runOnce(ctx context.Context, o options, k8s client.Client, w world, kubecon
 	r.rssIdle, _ = procStatus(pid)
 	logf("control plane ready in %.1fs (xDS %s), RSS %s", cp.readyIn, cp.addr, mib(r.rssIdle))
 
-	f := newFleet(n)
+	f := newFleet(n, o.delta)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer func() { cancel(); f.close() }()
 	if o.maxRSS > 0 {
@@ -232,14 +235,14 @@ func runOnce(ctx context.Context, o options, k8s client.Client, w world, kubecon
 	var times []time.Duration
 	var bytes int64
 	for _, c := range f.clients {
-		if c.syncedAt != 0 {
-			times = append(times, c.syncedAt)
-			bytes += c.bytes
+		if t := c.syncTime(); t != 0 {
+			times = append(times, t)
+			bytes += c.configBytes()
 		}
 	}
 	r.synced = len(times)
 	if c := f.clients[0]; c != nil {
-		r.sample = fmt.Sprintf("%d EDS clusters, route configurations %v", len(c.eds), c.rds)
+		r.sample = c.holds()
 	}
 	if len(times) > 0 {
 		slices.Sort(times)
@@ -442,11 +445,19 @@ func dur(d time.Duration) string {
 	}
 }
 
+// protocol names the clients' ADS flavour for the log and the report.
+func protocol(o options) string {
+	if o.delta {
+		return "delta"
+	}
+	return "state-of-the-world"
+}
+
 func renderReport(o options, results []result, stopped string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n## meshd control plane benchmark\n\n")
-	fmt.Fprintf(&b, "%d Services (http-web 80, grpc-api 9090; 3 endpoints each) in %d namespaces; state-of-the-world ADS clients as Envoy sidecars, one gRPC connection each; debounce %s quiet / %s max. RSS and CPU are the control-plane child process's only (discovery + xDS server); the clients run in the parent.\n\n",
-		o.services, o.namespaces, o.debounce.Quiet, o.debounce.Max)
+	fmt.Fprintf(&b, "\n## meshd control plane benchmark: %s ADS\n\n", protocol(o))
+	fmt.Fprintf(&b, "%d Services (http-web 80, grpc-api 9090; 3 endpoints each) in %d namespaces; %s ADS clients as Envoy sidecars, one gRPC connection each; debounce %s quiet / %s max. RSS and CPU are the control-plane child process's only (discovery + xDS server); the clients run in the parent.\n\n",
+		o.services, o.namespaces, protocol(o), o.debounce.Quiet, o.debounce.Max)
 	b.WriteString("| clients | all clients synced (p50) | endpoint added p50 / p99 | Service added p50 / p99 | route change p50 / p99 | RSS idle / after sync / peak | CPU-s per client, initial sync | CPU-s per client per push (a / b / c) | config per client |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
