@@ -2,6 +2,7 @@ package server
 
 import (
 	"hash/maphash"
+	"slices"
 	"sync"
 )
 
@@ -35,6 +36,9 @@ type setKey struct {
 }
 
 func (s *nameSet) has(name string) bool {
+	if s == nil {
+		return false
+	}
 	_, ok := s.names[name]
 	return ok
 }
@@ -52,10 +56,74 @@ type interner struct {
 	seed1, seed2 maphash.Seed
 	sets         map[setKey]*nameSet
 	ids          uint64
+
+	// changes memoizes change: delta streams moving from one set by the
+	// same subscribe/unsubscribe lists (every sidecar subscribing to a new
+	// Service's endpoints) share one computation.
+	changes map[changeKey]*nameSet
 }
 
+type changeKey struct {
+	from       uint64
+	sub, unsub setKey
+}
+
+// maxChanges bounds the change memo; it is cleared when full.
+const maxChanges = 1024
+
 func newInterner() *interner {
-	return &interner{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed(), sets: map[setKey]*nameSet{}}
+	return &interner{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed(), sets: map[setKey]*nameSet{},
+		changes: map[changeKey]*nameSet{}}
+}
+
+// change returns the set from with sub added and unsub removed ("*" is
+// not a name and is ignored), with one more reference, built once per
+// (from, sub, unsub).
+func (in *interner) change(from *nameSet, sub, unsub []string) *nameSet {
+	sub = slices.DeleteFunc(slices.Clone(sub), func(n string) bool { return n == "*" })
+	unsub = slices.DeleteFunc(slices.Clone(unsub), func(n string) bool { return n == "*" })
+	var fromID uint64
+	if from != nil {
+		fromID = from.id
+	}
+	k := changeKey{from: fromID, sub: in.keyOf(distinct(sub)), unsub: in.keyOf(distinct(unsub))}
+	in.mu.Lock()
+	if s := in.changes[k]; s != nil {
+		if cur := in.sets[s.key]; cur != nil {
+			s = cur
+		} else {
+			in.sets[s.key] = s // released since; it comes back
+		}
+		s.refs++
+		in.mu.Unlock()
+		return s
+	}
+	in.mu.Unlock()
+	names := make([]string, 0, from.len()+len(sub))
+	drop := make(map[string]struct{}, len(unsub))
+	for _, n := range unsub {
+		drop[n] = struct{}{}
+	}
+	if from != nil {
+		for n := range from.names {
+			if _, gone := drop[n]; !gone {
+				names = append(names, n)
+			}
+		}
+	}
+	for _, n := range sub {
+		if _, gone := drop[n]; !gone && !from.has(n) {
+			names = append(names, n)
+		}
+	}
+	s := in.intern(names, nil)
+	in.mu.Lock()
+	if len(in.changes) >= maxChanges {
+		clear(in.changes)
+	}
+	in.changes[k] = s
+	in.mu.Unlock()
+	return s
 }
 
 // keyOf fingerprints names, which are distinct.

@@ -312,32 +312,18 @@ func (c *conn) subscribeDelta(w *watch, r *request) {
 	}
 	w.legacyWildcard = false
 	wildcard := w.wildcard || first && len(r.subscribe) == 0
-	names := make(map[string]struct{}, w.names.len()+len(r.subscribe))
-	if w.names != nil {
-		for n := range w.names.names {
-			names[n] = struct{}{}
-		}
-	}
 	for _, n := range r.subscribe {
 		if n == "*" {
 			wildcard = true
-			continue
 		}
-		names[n] = struct{}{}
 	}
 	for _, n := range r.unsubscribe {
 		if n == "*" {
 			wildcard = false
-			continue
 		}
-		delete(names, n)
 	}
 	w.wildcard = wildcard
-	list := make([]string, 0, len(names))
-	for n := range names {
-		list = append(list, n)
-	}
-	c.setNames(w, c.s.names.intern(list, w.names))
+	c.setNames(w, c.s.names.change(w.names, r.subscribe, r.unsubscribe))
 }
 
 // setNames makes set (which carries a reference for the watch) the
