@@ -250,3 +250,106 @@ func (w *World) DestinationRulesFor(host string) []*DestinationRule {
 	}
 	return out
 }
+
+// SidecarFor returns the Sidecar that scopes a proxy in namespace ns with
+// workload labels: one of the namespace whose workloadSelector matches the
+// labels (the oldest if several), else the namespace's one without a
+// selector (the oldest), else nil.
+func (w *World) SidecarFor(ns string, labels map[string]string) *Sidecar {
+	var selected, fallback *Sidecar
+	for _, sc := range w.Config.Sidecars {
+		if sc.Namespace != ns {
+			continue
+		}
+		sel := sc.Spec.GetWorkloadSelector()
+		switch {
+		case sel == nil || len(sel.GetLabels()) == 0:
+			if fallback == nil || olderFirst(sc.Meta, fallback.Meta) < 0 {
+				fallback = sc
+			}
+		case labels != nil && labelsMatch(sel.GetLabels(), labels):
+			if selected == nil || olderFirst(sc.Meta, selected.Meta) < 0 {
+				selected = sc
+			}
+		}
+	}
+	if selected != nil {
+		return selected
+	}
+	return fallback
+}
+
+// Scoped returns the world as a proxy under sc sees it: only the Services
+// (and mesh VirtualServices) its egress hosts name, and its outbound
+// traffic policy. Services, workloads and configuration objects are the
+// same pointers.
+func (w *World) Scoped(sc *Sidecar) *World {
+	var hosts []egressHost
+	for _, eg := range sc.Spec.GetEgress() {
+		for _, h := range eg.GetHosts() {
+			if eh, ok := parseEgressHost(h, sc.Namespace); ok {
+				hosts = append(hosts, eh)
+			}
+		}
+	}
+	visible := func(ns, host string) bool {
+		if len(sc.Spec.GetEgress()) == 0 {
+			return true // no egress section: everything, as without a Sidecar
+		}
+		for _, eh := range hosts {
+			if eh.matches(ns, host) {
+				return true
+			}
+		}
+		return false
+	}
+	services := make([]*Service, 0, len(w.Services))
+	for _, s := range w.Services {
+		if visible(s.Namespace, s.Hostname) {
+			services = append(services, s)
+		}
+	}
+	cfg := w.Config
+	cfg.VirtualServices = nil
+	for _, vs := range w.Config.VirtualServices {
+		for _, h := range vs.Spec.GetHosts() {
+			if visible(vs.Namespace, ResolveHost(h, vs.Namespace, w.Mesh.DomainSuffix)) {
+				cfg.VirtualServices = append(cfg.VirtualServices, vs)
+				break
+			}
+		}
+	}
+	mesh := w.Mesh
+	if p := sc.Spec.GetOutboundTrafficPolicy(); p != nil {
+		mesh.OutboundAllowAny = p.GetMode() == networking.OutboundTrafficPolicy_ALLOW_ANY
+	}
+	// The ServiceEntries' Services are in services already (or were left
+	// out on purpose): the scoped world must not add them again.
+	cfg.ServiceEntries = nil
+	scoped := NewWorldWithConfig(mesh, services, w.Workloads, cfg)
+	scoped.Config.ServiceEntries = w.Config.ServiceEntries
+	return scoped
+}
+
+// egressHost is one "namespace/host" entry of a Sidecar's egress.
+type egressHost struct {
+	ns, host string // ns: a namespace, "*" or "~"; host: a name, "*" or "*.suffix"
+}
+
+func parseEgressHost(s, sidecarNS string) (egressHost, bool) {
+	ns, host, ok := strings.Cut(s, "/")
+	if !ok || host == "" {
+		return egressHost{}, false
+	}
+	if ns == "." {
+		ns = sidecarNS
+	}
+	return egressHost{ns: ns, host: host}, true
+}
+
+func (e egressHost) matches(ns, host string) bool {
+	if e.ns == "~" || e.ns != "*" && e.ns != ns {
+		return false
+	}
+	return HostMatches(e.host, host)
+}

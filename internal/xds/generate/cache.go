@@ -218,6 +218,9 @@ func (c *Cache) Generate(world *model.World, proxy *model.Proxy) (xds.Resources,
 		return nil, errors.New("generate: nil proxy")
 	}
 	w := c.worldEntry(world)
+	if sc := sidecarScope(world, proxy); sc != nil {
+		w = c.scopedEntry(w, sc)
+	}
 	var (
 		res xds.Resources
 		err error
@@ -271,6 +274,16 @@ func (c *Cache) worldEntry(world *model.World) *worldEntry {
 		}
 	}
 	return w
+}
+
+// scopedEntry is the state of w's world as seen under a Sidecar resource,
+// kept with w (not among the retained worlds): it shares the per-Service
+// entries, and its own per-world lists live as long as w.
+func (c *Cache) scopedEntry(w *worldEntry, sc *model.Sidecar) *worldEntry {
+	v, _ := w.get("scoped\x00"+sc.Key(), func() (any, error) {
+		return &worldEntry{world: w.world.Scoped(sc), keyed: map[string]*lazy[any]{}}, nil
+	})
+	return v.(*worldEntry)
 }
 
 // entries returns the entries of the world's services, in world order.

@@ -82,6 +82,7 @@ func buildCacheWorlds() *cacheWorlds {
 	cfg.VirtualServices = cfg.VirtualServices[1:]
 	cw.worlds = append(cw.worlds, model.NewWorldWithConfig(w6.Mesh, w6.Services, w6.Workloads, cfg))
 	cw.names = append(cw.names, "istio config, a VirtualService removed")
+	cw.worlds, cw.names = append(cw.worlds, sidecarWorld()), append(cw.names, "sidecar resources")
 	return cw
 }
 

@@ -60,6 +60,9 @@ func Generate(world *model.World, proxy *model.Proxy) (xds.Resources, error) {
 	if proxy == nil {
 		return nil, errors.New("generate: nil proxy")
 	}
+	if sc := sidecarScope(world, proxy); sc != nil {
+		world = world.Scoped(sc)
+	}
 	var (
 		res xds.Resources
 		err error
@@ -86,6 +89,19 @@ func Generate(world *model.World, proxy *model.Proxy) (xds.Resources, error) {
 		res[t] = rs
 	}
 	return res, nil
+}
+
+// sidecarScope returns the Sidecar resource that scopes what proxy sees
+// (sidecars and proxyless gRPC clients; gateways are not scoped), or nil.
+func sidecarScope(world *model.World, proxy *model.Proxy) *model.Sidecar {
+	if proxy.Type == model.ProxyRouter || len(world.Config.Sidecars) == 0 {
+		return nil
+	}
+	var labels map[string]string
+	if proxy.Workload != nil {
+		labels = proxy.Workload.Labels
+	}
+	return world.SidecarFor(proxyNamespace(proxy), labels)
 }
 
 // ResourceName is the xDS name of a generated resource: its name, or for a

@@ -2,6 +2,7 @@ package generate
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	networking "istio.io/api/networking/v1"
 
 	"github.com/meshplane/meshplane/internal/model"
 	"github.com/meshplane/meshplane/internal/xds"
@@ -250,5 +252,77 @@ func TestServiceEntries(t *testing.T) {
 	}
 	if byName(g, resourcev3.EndpointType, "outbound|443||api.example.com") != nil {
 		t.Error("gRPC client got EDS for a DNS entry")
+	}
+}
+
+// sidecarWorld is istioWorld with two Sidecar resources: data's default
+// (its own namespace and shop's web only, REGISTRY_ONLY) and one in shop
+// for app=canary-client workloads (only the data namespace).
+func sidecarWorld() *model.World {
+	w := istioWorld()
+	cfg := w.Config
+	cfg.Sidecars = []*model.Sidecar{
+		{Meta: model.Meta{Name: "default", Namespace: "data"}, Spec: &networking.Sidecar{
+			Egress: []*networking.IstioEgressListener{{Hosts: []string{"./*", "shop/web.shop.svc.cluster.local"}}},
+			OutboundTrafficPolicy: &networking.OutboundTrafficPolicy{Mode: networking.OutboundTrafficPolicy_REGISTRY_ONLY},
+		}},
+		{Meta: model.Meta{Name: "canary", Namespace: "shop"}, Spec: &networking.Sidecar{
+			WorkloadSelector: &networking.WorkloadSelector{Labels: map[string]string{"app": "canary-client"}},
+			Egress:           []*networking.IstioEgressListener{{Hosts: []string{"data/*"}}},
+		}},
+	}
+	var services []*model.Service
+	for _, s := range w.Services {
+		if s.ServiceEntry == "" {
+			services = append(services, s)
+		}
+	}
+	return model.NewWorldWithConfig(w.Mesh, services, w.Workloads, cfg)
+}
+
+func clusterNames(res xds.Resources) []string {
+	var out []string
+	for _, r := range res[resourcev3.ClusterType] {
+		if n := ResourceName(r); strings.HasPrefix(n, "outbound|") {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// TestSidecarScoping: a Sidecar's egress hosts decide which Services (and
+// VirtualServices) a proxy gets, and its outbound traffic policy replaces
+// the mesh's; a workload-selector Sidecar wins over the namespace's; a
+// proxy with no Sidecar sees everything.
+func TestSidecarScoping(t *testing.T) {
+	w := sidecarWorld()
+	data := &model.Proxy{ID: "data-sidecar", Type: model.ProxySidecar, Namespace: "data", IP: "10.1.1.5"}
+	res := generateChecked(t, w, data)
+	for _, name := range clusterNames(res) {
+		if !strings.HasSuffix(name, ".data.svc.cluster.local") && !strings.HasSuffix(name, "|web.shop.svc.cluster.local") &&
+			!strings.HasSuffix(name, "|legacy.internal") {
+			t.Errorf("data sidecar got cluster %s", name)
+		}
+	}
+	if byName(res, resourcev3.ClusterType, "outbound|80|v1|web.shop.svc.cluster.local") == nil {
+		t.Error("data sidecar lacks web's subset cluster")
+	}
+	if byName(res, resourcev3.ClusterType, BlackHoleCluster) == nil || byName(res, resourcev3.ClusterType, PassthroughCluster) != nil {
+		t.Error("data sidecar is not REGISTRY_ONLY")
+	}
+	if rs := vhostRoutes(t, res, "80", "web.shop.svc.cluster.local:80"); len(rs) != 3 {
+		t.Errorf("data sidecar: web's VirtualService routes %v", routeNames(rs))
+	}
+
+	canary := &model.Proxy{ID: "canary", Type: model.ProxySidecar, Namespace: "shop", IP: "10.1.9.9",
+		Workload: &model.Workload{Name: "canary", Namespace: "shop", IP: "10.1.9.9", Labels: map[string]string{"app": "canary-client"}}}
+	for _, name := range clusterNames(generateChecked(t, w, canary)) {
+		if !strings.Contains(name, ".data.svc.cluster.local") && !strings.HasSuffix(name, "|legacy.internal") {
+			t.Errorf("canary sidecar got cluster %s", name)
+		}
+	}
+	all := generateChecked(t, w, fixtureProxy(w, model.ProxySidecar, "shop", "client-0"))
+	if len(clusterNames(all)) <= len(clusterNames(res)) {
+		t.Errorf("unscoped sidecar has %d clusters, scoped %d", len(clusterNames(all)), len(clusterNames(res)))
 	}
 }
