@@ -263,7 +263,7 @@ func sidecarWorld() *model.World {
 	cfg := w.Config
 	cfg.Sidecars = []*model.Sidecar{
 		{Meta: model.Meta{Name: "default", Namespace: "data"}, Spec: &networking.Sidecar{
-			Egress: []*networking.IstioEgressListener{{Hosts: []string{"./*", "shop/web.shop.svc.cluster.local"}}},
+			Egress:                []*networking.IstioEgressListener{{Hosts: []string{"./*", "shop/web.shop.svc.cluster.local"}}},
 			OutboundTrafficPolicy: &networking.OutboundTrafficPolicy{Mode: networking.OutboundTrafficPolicy_REGISTRY_ONLY},
 		}},
 		{Meta: model.Meta{Name: "canary", Namespace: "shop"}, Spec: &networking.Sidecar{
