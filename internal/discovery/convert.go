@@ -5,16 +5,19 @@ import (
 	"net/netip"
 	"slices"
 
+	"google.golang.org/protobuf/proto"
+	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshplane/meshplane/internal/model"
 )
 
 // This file is the pure conversion layer: Kubernetes objects in, model values
 // out. Nothing here touches an API server, a cache or shared state, and no
-// result aliases the input object (labels are copied), so the input may come
-// straight from an informer's store.
+// result aliases the input object (labels and Istio specs are copied), so the
+// input may come straight from an informer's store.
 
 // Node and pod labels that give a locality.
 const (
@@ -273,4 +276,39 @@ func cloneLabels(l map[string]string) map[string]string {
 		return nil
 	}
 	return maps.Clone(l)
+}
+
+// configMeta is the identity of an Istio config object. A zero creation time
+// (objects from files) is 0, not the Unix time of year 1.
+func configMeta(m *metav1.ObjectMeta) model.Meta {
+	var created int64
+	if !m.CreationTimestamp.IsZero() {
+		created = m.CreationTimestamp.Unix()
+	}
+	return model.Meta{Name: m.Name, Namespace: m.Namespace, CreationUnix: created, Generation: m.Generation}
+}
+
+// VirtualServiceFromKube converts a VirtualService; its spec is a copy.
+func VirtualServiceFromKube(vs *istionetworking.VirtualService) *model.VirtualService {
+	return &model.VirtualService{Meta: configMeta(&vs.ObjectMeta), Spec: proto.CloneOf(&vs.Spec)}
+}
+
+// DestinationRuleFromKube converts a DestinationRule; its spec is a copy.
+func DestinationRuleFromKube(dr *istionetworking.DestinationRule) *model.DestinationRule {
+	return &model.DestinationRule{Meta: configMeta(&dr.ObjectMeta), Spec: proto.CloneOf(&dr.Spec)}
+}
+
+// GatewayFromKube converts a Gateway; its spec is a copy.
+func GatewayFromKube(gw *istionetworking.Gateway) *model.Gateway {
+	return &model.Gateway{Meta: configMeta(&gw.ObjectMeta), Spec: proto.CloneOf(&gw.Spec)}
+}
+
+// ServiceEntryFromKube converts a ServiceEntry; its spec is a copy.
+func ServiceEntryFromKube(se *istionetworking.ServiceEntry) *model.ServiceEntry {
+	return &model.ServiceEntry{Meta: configMeta(&se.ObjectMeta), Spec: proto.CloneOf(&se.Spec)}
+}
+
+// SidecarFromKube converts a Sidecar; its spec is a copy.
+func SidecarFromKube(sc *istionetworking.Sidecar) *model.Sidecar {
+	return &model.Sidecar{Meta: configMeta(&sc.ObjectMeta), Spec: proto.CloneOf(&sc.Spec)}
 }

@@ -11,17 +11,25 @@
 //   - a Pod with an IP that has not finished → a model.Workload;
 //   - Namespaces → the scope: with discoverySelectors set, only namespaces a
 //     selector matches contribute Services and Workloads;
-//   - Nodes (metadata only) → localities.
+//   - Nodes (metadata only) → localities;
+//   - networking.istio.io VirtualServices, DestinationRules, Gateways,
+//     ServiceEntries and Sidecars (read as v1) of namespaces in scope → the
+//     World's Config. When their CRDs are not installed discovery runs
+//     without them and looks again every ConfigRetryInterval, so installing
+//     Istio's CRDs later needs no restart.
 //
 // The conversions are pure functions (ServiceFromKube, EndpointsFromSlice,
-// PodFromKube, BuildEndpoint, ...); BuildWorld applies them to a fixed set of
-// objects, for tests and fixtures.
+// PodFromKube, BuildEndpoint, VirtualServiceFromKube, ...); BuildWorld applies
+// them to a fixed set of objects, for tests and fixtures.
 //
 // meshd needs get, list and watch on services, endpointslices
-// (discovery.k8s.io), pods, namespaces and nodes, cluster-wide.
+// (discovery.k8s.io), pods, namespaces and nodes, and on virtualservices,
+// destinationrules, gateways, serviceentries and sidecars
+// (networking.istio.io), cluster-wide.
 package discovery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +38,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"google.golang.org/protobuf/proto"
+	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -57,7 +67,15 @@ type Options struct {
 	DiscoverySelectors []metav1.LabelSelector
 	// Logger; discarded when unset.
 	Logger logr.Logger
+	// ConfigRetryInterval is how often discovery looks again for the
+	// networking.istio.io CRDs while they are not installed;
+	// DefaultConfigRetryInterval when zero.
+	ConfigRetryInterval time.Duration
 }
+
+// DefaultConfigRetryInterval is the default Options.ConfigRetryInterval: one
+// discovery request per interval while Istio's CRDs are absent.
+const DefaultConfigRetryInterval = 30 * time.Second
 
 // Discovery watches the cluster and keeps the latest World.
 type Discovery struct {
@@ -67,6 +85,11 @@ type Discovery struct {
 
 	mu  sync.Mutex
 	idx *index
+
+	// missingConfig are the config kinds whose API was not served at New;
+	// watchMissingConfig watches them once it is.
+	missingConfig []watchSpec
+	retryInterval time.Duration
 
 	world   atomic.Pointer[model.World]
 	started atomic.Bool
@@ -91,6 +114,9 @@ func New(cfg *rest.Config, opts Options) (*Discovery, error) {
 	if err := discoveryv1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
+	if err := istionetworking.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
 	hasService, err := labels.NewRequirement(discoveryv1.LabelServiceName, selection.Exists, nil)
 	if err != nil {
 		return nil, err
@@ -112,50 +138,111 @@ func New(cfg *rest.Config, opts Options) (*Discovery, error) {
 		return nil, fmt.Errorf("discovery: creating the cache: %w", err)
 	}
 	d := &Discovery{
-		log:     opts.Logger,
-		cache:   c,
-		idx:     newIndex(opts.Mesh, selectors),
-		kick:    make(chan struct{}, 1),
-		changes: make(chan struct{}, 1),
-		synced:  make(chan struct{}),
+		log:           opts.Logger,
+		cache:         c,
+		idx:           newIndex(opts.Mesh, selectors),
+		retryInterval: cmp.Or(opts.ConfigRetryInterval, DefaultConfigRetryInterval),
+		kick:          make(chan struct{}, 1),
+		changes:       make(chan struct{}, 1),
+		synced:        make(chan struct{}),
 	}
-	watches := []struct {
-		obj    client.Object
-		upsert func(x *index, obj any)
-		del    func(x *index, k objKey)
-	}{
-		{&corev1.Service{}, func(x *index, o any) {
+	// The cache is not started: registering an informer needs only the
+	// kind's REST mapping, which is also how an absent CRD shows.
+	for _, w := range clusterWatches() {
+		reg, err := d.watch(context.Background(), w)
+		if err != nil {
+			return nil, err
+		}
+		d.regs = append(d.regs, reg)
+	}
+	for _, w := range configWatches() {
+		reg, err := d.watch(context.Background(), w)
+		switch {
+		case meta.IsNoMatchError(err):
+			d.missingConfig = append(d.missingConfig, w)
+		case err != nil:
+			return nil, err
+		default:
+			d.regs = append(d.regs, reg)
+		}
+	}
+	if len(d.missingConfig) > 0 {
+		kinds := make([]string, len(d.missingConfig))
+		for i, w := range d.missingConfig {
+			kinds[i] = w.kind
+		}
+		d.log.Info("Istio networking API not served (CRDs not installed); running without that configuration until it is",
+			"kinds", kinds, "retryInterval", d.retryInterval)
+	}
+	return d, nil
+}
+
+// watchSpec is one watched kind and how its events change the index.
+type watchSpec struct {
+	kind   string
+	obj    client.Object
+	upsert func(x *index, obj any)
+	del    func(x *index, k objKey)
+}
+
+// clusterWatches are the Kubernetes kinds discovery always watches.
+func clusterWatches() []watchSpec {
+	return []watchSpec{
+		{"Service", &corev1.Service{}, func(x *index, o any) {
 			if s, ok := o.(*corev1.Service); ok {
 				x.upsertService(s)
 			}
 		}, (*index).deleteService},
-		{&discoveryv1.EndpointSlice{}, func(x *index, o any) {
+		{"EndpointSlice", &discoveryv1.EndpointSlice{}, func(x *index, o any) {
 			if s, ok := o.(*discoveryv1.EndpointSlice); ok {
 				x.upsertSlice(s)
 			}
 		}, (*index).deleteSlice},
-		{&corev1.Pod{}, func(x *index, o any) {
+		{"Pod", &corev1.Pod{}, func(x *index, o any) {
 			if p, ok := o.(*corev1.Pod); ok {
 				x.upsertPod(p)
 			}
 		}, (*index).deletePod},
-		{metadataOnly("Namespace"), func(x *index, o any) {
+		{"Namespace", metadataOnly("Namespace"), func(x *index, o any) {
 			if m, ok := o.(*metav1.PartialObjectMetadata); ok {
 				x.upsertNamespace(&m.ObjectMeta)
 			}
 		}, func(x *index, k objKey) { x.deleteNamespace(k.name) }},
-		{metadataOnly("Node"), func(x *index, o any) {
+		{"Node", metadataOnly("Node"), func(x *index, o any) {
 			if m, ok := o.(*metav1.PartialObjectMetadata); ok {
 				x.upsertNode(m.Name, m.Labels)
 			}
 		}, func(x *index, k objKey) { x.deleteNode(k.name) }},
 	}
-	for _, w := range watches {
-		if err := d.watch(w.obj, w.upsert, w.del); err != nil {
-			return nil, err
+}
+
+// configWatches are the Istio kinds discovery watches when their CRDs are
+// installed.
+func configWatches() []watchSpec {
+	kinds := []struct {
+		name string
+		obj  client.Object
+	}{
+		{"VirtualService", &istionetworking.VirtualService{}},
+		{"DestinationRule", &istionetworking.DestinationRule{}},
+		{"Gateway", &istionetworking.Gateway{}},
+		{"ServiceEntry", &istionetworking.ServiceEntry{}},
+		{"Sidecar", &istionetworking.Sidecar{}},
+	}
+	out := make([]watchSpec, len(kinds))
+	for i, k := range kinds {
+		out[i] = watchSpec{
+			kind: k.name,
+			obj:  k.obj,
+			upsert: func(x *index, o any) {
+				if r, ok := o.(runtime.Object); ok {
+					x.upsertConfig(r)
+				}
+			},
+			del: func(x *index, key objKey) { x.deleteConfig(k.obj, key) },
 		}
 	}
-	return d, nil
+	return out
 }
 
 func metadataOnly(kind string) *metav1.PartialObjectMetadata {
@@ -163,30 +250,29 @@ func metadataOnly(kind string) *metav1.PartialObjectMetadata {
 }
 
 // watch registers the event handlers of one kind. Events of one kind arrive in
-// order; the index lock orders them across kinds.
-func (d *Discovery) watch(obj client.Object, upsert func(*index, any), del func(*index, objKey)) error {
-	// The cache is not started: GetInformer registers the informer and returns.
-	inf, err := d.cache.GetInformer(context.Background(), obj)
+// order; the index lock orders them across kinds. It never waits for the
+// informer to sync: a started cache starts the informer at once.
+func (d *Discovery) watch(ctx context.Context, w watchSpec) (toolscache.ResourceEventHandlerRegistration, error) {
+	inf, err := d.cache.GetInformer(ctx, w.obj, cache.BlockUntilSynced(false))
 	if err != nil {
-		return fmt.Errorf("discovery: informer for %T: %w", obj, err)
+		return nil, fmt.Errorf("discovery: informer for %s: %w", w.kind, err)
 	}
 	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { d.apply(func(x *index) { upsert(x, o) }) },
-		UpdateFunc: func(_, o any) { d.apply(func(x *index) { upsert(x, o) }) },
+		AddFunc:    func(o any) { d.apply(func(x *index) { w.upsert(x, o) }) },
+		UpdateFunc: func(_, o any) { d.apply(func(x *index) { w.upsert(x, o) }) },
 		DeleteFunc: func(o any) {
 			k, ok := deletedKey(o)
 			if !ok {
 				d.log.Info("Ignoring a delete event without a key", "type", fmt.Sprintf("%T", o))
 				return
 			}
-			d.apply(func(x *index) { del(x, k) })
+			d.apply(func(x *index) { w.del(x, k) })
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("discovery: event handler for %T: %w", obj, err)
+		return nil, fmt.Errorf("discovery: event handler for %s: %w", w.kind, err)
 	}
-	d.regs = append(d.regs, reg)
-	return nil
+	return reg, nil
 }
 
 // deletedKey names a deleted object, also when the informer only has a
@@ -229,15 +315,51 @@ func (d *Discovery) Start(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		d.run(ctx)
-	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { d.run(ctx) })
+	wg.Go(func() { d.watchMissingConfig(ctx) })
 	err := d.cache.Start(ctx)
 	cancel()
-	<-done
+	wg.Wait()
 	return err
+}
+
+// watchMissingConfig looks again, every retry interval, for the API of each
+// config kind that was not served at New, and watches the kind once it is.
+// It starts after the first World so that these watches never delay it; the
+// kinds' objects arrive as events, like any other change.
+func (d *Discovery) watchMissingConfig(ctx context.Context) {
+	missing := d.missingConfig
+	if len(missing) == 0 {
+		return
+	}
+	select {
+	case <-d.synced:
+	case <-ctx.Done():
+		return
+	}
+	tick := time.NewTicker(d.retryInterval)
+	defer tick.Stop()
+	for len(missing) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		var still []watchSpec
+		for _, w := range missing {
+			if _, err := d.watch(ctx, w); err != nil {
+				// Absence was reported once, in New; anything else is news.
+				if !meta.IsNoMatchError(err) && ctx.Err() == nil {
+					d.log.Error(err, "Watching Istio configuration failed; retrying", "kind", w.kind)
+				}
+				still = append(still, w)
+				continue
+			}
+			d.log.Info("Watching Istio configuration", "kind", w.kind)
+		}
+		missing = still
+	}
 }
 
 // run builds the first World once every handler has seen its informer's
@@ -276,6 +398,7 @@ func (d *Discovery) rebuild() {
 		return
 	}
 	d.log.V(1).Info("World rebuilt", "services", len(w.Services), "workloads", len(w.Workloads),
+		"virtualServices", len(w.Config.VirtualServices), "destinationRules", len(w.Config.DestinationRules),
 		"duration", time.Since(start))
 	signal(d.changes)
 }
@@ -313,8 +436,10 @@ func (d *Discovery) SetMesh(mesh model.MeshConfig, selectors []metav1.LabelSelec
 }
 
 // BuildWorld converts a fixed set of objects (*corev1.Service,
-// *discoveryv1.EndpointSlice, *corev1.Pod, *corev1.Namespace, *corev1.Node)
-// into a World exactly as Discovery would. For tests and fixtures.
+// *discoveryv1.EndpointSlice, *corev1.Pod, *corev1.Namespace, *corev1.Node,
+// and the networking.istio.io/v1 *VirtualService, *DestinationRule, *Gateway,
+// *ServiceEntry and *Sidecar of istio.io/client-go) into a World exactly as
+// Discovery would. For tests and fixtures.
 func BuildWorld(opts Options, objs ...runtime.Object) (*model.World, error) {
 	selectors, err := compileSelectors(opts.DiscoverySelectors)
 	if err != nil {
@@ -334,7 +459,9 @@ func BuildWorld(opts Options, objs ...runtime.Object) (*model.World, error) {
 		case *corev1.Node:
 			x.upsertNode(o.Name, o.Labels)
 		default:
-			return nil, fmt.Errorf("discovery: BuildWorld: unsupported object %T", o)
+			if !x.upsertConfig(o) {
+				return nil, fmt.Errorf("discovery: BuildWorld: unsupported object %T", o)
+			}
 		}
 	}
 	return x.build(), nil
@@ -343,9 +470,31 @@ func BuildWorld(opts Options, objs ...runtime.Object) (*model.World, error) {
 // trimObject drops what discovery never reads before an object enters the
 // cache: managed fields everywhere, and most of a pod and of the Namespace and
 // Node metadata. Pods dominate a cluster's objects; a trimmed one is a small
-// fraction of the original. Idempotent, as client-go requires.
+// fraction of the original. Of Istio objects only identity and spec are kept:
+// a `kubectl apply`'d one carries its whole self again in an annotation.
+// Idempotent, as client-go requires.
 func trimObject(in any) (any, error) {
 	switch o := in.(type) {
+	case *istionetworking.VirtualService:
+		o.ObjectMeta = configObjectMeta(&o.ObjectMeta)
+		proto.Reset(&o.Status)
+		return o, nil
+	case *istionetworking.DestinationRule:
+		o.ObjectMeta = configObjectMeta(&o.ObjectMeta)
+		proto.Reset(&o.Status)
+		return o, nil
+	case *istionetworking.Gateway:
+		o.ObjectMeta = configObjectMeta(&o.ObjectMeta)
+		proto.Reset(&o.Status)
+		return o, nil
+	case *istionetworking.ServiceEntry:
+		o.ObjectMeta = configObjectMeta(&o.ObjectMeta)
+		proto.Reset(&o.Status)
+		return o, nil
+	case *istionetworking.Sidecar:
+		o.ObjectMeta = configObjectMeta(&o.ObjectMeta)
+		proto.Reset(&o.Status)
+		return o, nil
 	case *corev1.Pod:
 		return &corev1.Pod{
 			TypeMeta: o.TypeMeta,
@@ -379,4 +528,18 @@ func trimObject(in any) (any, error) {
 		m.SetManagedFields(nil)
 	}
 	return in, nil
+}
+
+// configObjectMeta is the part of an Istio object's metadata discovery reads,
+// plus what the informer needs.
+func configObjectMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:              m.Name,
+		Namespace:         m.Namespace,
+		UID:               m.UID,
+		ResourceVersion:   m.ResourceVersion,
+		Generation:        m.Generation,
+		CreationTimestamp: m.CreationTimestamp,
+		DeletionTimestamp: m.DeletionTimestamp,
+	}
 }

@@ -7,10 +7,13 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
+	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/meshplane/meshplane/internal/model"
 )
@@ -42,9 +45,16 @@ type sliceEntry struct {
 // World is O(services + workloads) pointer copies plus the cost of the changed
 // Services, not a conversion of the cluster.
 //
+// Istio config objects are converted on arrival and kept by key; the World's
+// Config lists are rebuilt only when one in scope changed (or the scope did),
+// so Worlds after other changes share the lists and every object pointer
+// (model.SameConfig). An update that leaves an object's identity, generation
+// and spec as they were (a status write, a resync) changes nothing.
+//
 // Objects of every namespace are kept; the discovery selectors only decide
-// which namespaces' Services and workloads enter the World. A namespace
-// entering or leaving scope therefore costs no relist, just a new World.
+// which namespaces' Services, workloads and config enter the World. A
+// namespace entering or leaving scope therefore costs no relist, just a new
+// World.
 type index struct {
 	mesh      model.MeshConfig
 	selectors []labels.Selector
@@ -79,6 +89,16 @@ type index struct {
 	serviceOrder  []objKey
 	workloadOrder []objKey
 
+	// Istio config of every namespace, by key.
+	virtualServices  configKind[model.VirtualService]
+	destinationRules configKind[model.DestinationRule]
+	gateways         configKind[model.Gateway]
+	serviceEntries   configKind[model.ServiceEntry]
+	sidecars         configKind[model.Sidecar]
+	// config is the in-scope config last built; configDirty means "rebuild".
+	config      model.Config
+	configDirty bool
+
 	// changed: the next build must produce a new World.
 	changed bool
 	world   *model.World
@@ -103,7 +123,23 @@ func newIndex(mesh model.MeshConfig, selectors []labels.Selector) *index {
 		podsByNode:      map[string]map[objKey]struct{}{},
 		built:           map[objKey]*model.Service{},
 		workloads:       map[objKey]*model.Workload{},
-		changed:         true,
+		virtualServices: newConfigKind(func(a, b *model.VirtualService) bool {
+			return a.Meta == b.Meta && proto.Equal(a.Spec, b.Spec)
+		}),
+		destinationRules: newConfigKind(func(a, b *model.DestinationRule) bool {
+			return a.Meta == b.Meta && proto.Equal(a.Spec, b.Spec)
+		}),
+		gateways: newConfigKind(func(a, b *model.Gateway) bool {
+			return a.Meta == b.Meta && proto.Equal(a.Spec, b.Spec)
+		}),
+		serviceEntries: newConfigKind(func(a, b *model.ServiceEntry) bool {
+			return a.Meta == b.Meta && proto.Equal(a.Spec, b.Spec)
+		}),
+		sidecars: newConfigKind(func(a, b *model.Sidecar) bool {
+			return a.Meta == b.Meta && proto.Equal(a.Spec, b.Spec)
+		}),
+		configDirty: true,
+		changed:     true,
 	}
 }
 
@@ -174,6 +210,7 @@ func (x *index) setMesh(mesh model.MeshConfig, selectors []labels.Selector) {
 	// Scope may have changed anywhere; recomputing the orders is O(n log n),
 	// as is the World itself.
 	x.serviceOrder, x.workloadOrder = nil, nil
+	x.configDirty = true
 	x.changed = true
 }
 
@@ -196,6 +233,7 @@ func (x *index) setScope(ns string, in bool) {
 		return
 	}
 	x.serviceOrder, x.workloadOrder = nil, nil
+	x.configDirty = true
 	x.changed = true
 }
 
@@ -433,6 +471,106 @@ func (x *index) refreshWorkload(k objKey) {
 	x.touch(k.ns)
 }
 
+// upsertConfig records an Istio config object; it reports false for any
+// other type.
+func (x *index) upsertConfig(obj runtime.Object) bool {
+	switch o := obj.(type) {
+	case *istionetworking.VirtualService:
+		x.configChanged(o.Namespace, x.virtualServices.put(objKey{o.Namespace, o.Name}, VirtualServiceFromKube(o)))
+	case *istionetworking.DestinationRule:
+		x.configChanged(o.Namespace, x.destinationRules.put(objKey{o.Namespace, o.Name}, DestinationRuleFromKube(o)))
+	case *istionetworking.Gateway:
+		x.configChanged(o.Namespace, x.gateways.put(objKey{o.Namespace, o.Name}, GatewayFromKube(o)))
+	case *istionetworking.ServiceEntry:
+		x.configChanged(o.Namespace, x.serviceEntries.put(objKey{o.Namespace, o.Name}, ServiceEntryFromKube(o)))
+	case *istionetworking.Sidecar:
+		x.configChanged(o.Namespace, x.sidecars.put(objKey{o.Namespace, o.Name}, SidecarFromKube(o)))
+	default:
+		return false
+	}
+	return true
+}
+
+// deleteConfig removes the config object named k of obj's type.
+func (x *index) deleteConfig(obj runtime.Object, k objKey) {
+	var changed bool
+	switch obj.(type) {
+	case *istionetworking.VirtualService:
+		changed = x.virtualServices.remove(k)
+	case *istionetworking.DestinationRule:
+		changed = x.destinationRules.remove(k)
+	case *istionetworking.Gateway:
+		changed = x.gateways.remove(k)
+	case *istionetworking.ServiceEntry:
+		changed = x.serviceEntries.remove(k)
+	case *istionetworking.Sidecar:
+		changed = x.sidecars.remove(k)
+	}
+	x.configChanged(k.ns, changed)
+}
+
+// configChanged records whether a config object of namespace ns changed.
+// Out of scope it only matters once the namespace enters scope, which
+// rebuilds the lists anyway.
+func (x *index) configChanged(ns string, changed bool) {
+	if changed && x.scoped(ns) {
+		x.configDirty = true
+		x.changed = true
+	}
+}
+
+// configKind holds the converted objects of one Istio kind.
+type configKind[T any] struct {
+	objs map[objKey]*T
+	// same reports whether two versions of an object are interchangeable.
+	same func(a, b *T) bool
+}
+
+func newConfigKind[T any](same func(a, b *T) bool) configKind[T] {
+	return configKind[T]{objs: map[objKey]*T{}, same: same}
+}
+
+// put stores v unless an interchangeable version is stored already, which
+// keeps its pointer; it reports whether anything changed.
+func (c *configKind[T]) put(k objKey, v *T) bool {
+	if old := c.objs[k]; old != nil && c.same(old, v) {
+		return false
+	}
+	c.objs[k] = v
+	return true
+}
+
+// remove reports whether k was there.
+func (c *configKind[T]) remove(k objKey) bool {
+	if _, ok := c.objs[k]; !ok {
+		return false
+	}
+	delete(c.objs, k)
+	return true
+}
+
+// inScope lists the objects of namespaces in scope, sorted by namespace then
+// name as model.Config is; nil when there are none.
+func (c *configKind[T]) inScope(scoped func(ns string) bool) []*T {
+	var keys []objKey
+	for k := range c.objs {
+		if scoped(k.ns) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	slices.SortFunc(keys, func(a, b objKey) int {
+		return cmp.Or(strings.Compare(a.ns, b.ns), strings.Compare(a.name, b.name))
+	})
+	out := make([]*T, len(keys))
+	for i, k := range keys {
+		out[i] = c.objs[k]
+	}
+	return out
+}
+
 // build returns the World for the current state: the previous one when nothing
 // in scope changed.
 func (x *index) build() *model.World {
@@ -474,9 +612,20 @@ func (x *index) build() *model.World {
 	for i, k := range x.workloadOrder {
 		workloads[i] = x.workloads[k]
 	}
+	if x.configDirty {
+		x.config = model.Config{
+			VirtualServices:  x.virtualServices.inScope(x.scoped),
+			DestinationRules: x.destinationRules.inScope(x.scoped),
+			Gateways:         x.gateways.inScope(x.scoped),
+			ServiceEntries:   x.serviceEntries.inScope(x.scoped),
+			Sidecars:         x.sidecars.inScope(x.scoped),
+		}
+		x.configDirty = false
+	}
 	// Every input is already in NewWorld's order, so its sorting reads and
-	// never writes: the Services shared with earlier Worlds stay untouched.
-	x.world = model.NewWorld(x.mesh, services, workloads)
+	// never writes: the Services and config lists shared with earlier Worlds
+	// stay untouched.
+	x.world = model.NewWorldWithConfig(x.mesh, services, workloads, x.config)
 	x.changed = false
 	return x.world
 }

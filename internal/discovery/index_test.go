@@ -9,6 +9,10 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1"
+	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,11 +29,56 @@ func dump(t testing.TB, w *model.World) string {
 		Mesh      model.MeshConfig
 		Services  []*model.Service
 		Workloads []*model.Workload
-	}{w.Mesh, w.Services, w.Workloads}, "", " ")
+		Config    []string
+	}{w.Mesh, w.Services, w.Workloads, dumpConfig(t, &w.Config)}, "", " ")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// dumpConfig renders every config object as "kind meta spec".
+func dumpConfig(t testing.TB, c *model.Config) []string {
+	t.Helper()
+	var out []string
+	add := func(kind string, m model.Meta, spec proto.Message) {
+		b, err := protojson.Marshal(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%s %+v %s", kind, m, b))
+	}
+	for _, o := range c.VirtualServices {
+		add("VirtualService", o.Meta, o.Spec)
+	}
+	for _, o := range c.DestinationRules {
+		add("DestinationRule", o.Meta, o.Spec)
+	}
+	for _, o := range c.Gateways {
+		add("Gateway", o.Meta, o.Spec)
+	}
+	for _, o := range c.ServiceEntries {
+		add("ServiceEntry", o.Meta, o.Spec)
+	}
+	for _, o := range c.Sidecars {
+		add("Sidecar", o.Meta, o.Spec)
+	}
+	return out
+}
+
+func testVirtualService(ns, name, host string, gen int64) *istionetworking.VirtualService {
+	vs := &istionetworking.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Generation: gen}}
+	vs.Spec.Hosts = []string{host}
+	vs.Spec.Http = []*networking.HTTPRoute{{Route: []*networking.HTTPRouteDestination{{
+		Destination: &networking.Destination{Host: host, Subset: "v1"}}}}}
+	return vs
+}
+
+func testDestinationRule(ns, name, host string, gen int64) *istionetworking.DestinationRule {
+	dr := &istionetworking.DestinationRule{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Generation: gen}}
+	dr.Spec.Host = host
+	dr.Spec.Subsets = []*networking.Subset{{Name: "v1", Labels: map[string]string{"version": "v1"}}}
+	return dr
 }
 
 func testService(ns, name, ip string) *corev1.Service {
@@ -92,6 +141,9 @@ type universe struct {
 	objects map[string]runtime.Object
 	x       *index
 	sel     []metav1.LabelSelector
+	// configEvents counts the steps that may have changed the World's
+	// config: config objects, namespaces (scope) and selectors.
+	configEvents int
 }
 
 var meshSelector = []metav1.LabelSelector{{MatchLabels: map[string]string{"mesh": "on"}}}
@@ -105,7 +157,7 @@ func (u *universe) step() {
 	del := r.IntN(4) == 0
 	var obj runtime.Object
 	var key string
-	switch r.IntN(6) {
+	switch r.IntN(7) {
 	case 0:
 		name := fmt.Sprintf("s%d", r.IntN(3))
 		key = "svc/" + ns + "/" + name
@@ -140,6 +192,7 @@ func (u *universe) step() {
 			l["mesh"] = "on"
 		}
 		obj = testNamespace(ns, l)
+		u.configEvents++
 	case 5:
 		if r.IntN(10) == 0 {
 			u.sel = nil
@@ -148,10 +201,29 @@ func (u *universe) step() {
 			}
 			s, _ := compileSelectors(u.sel)
 			u.x.setMesh(model.MeshConfig{TrustDomain: "td"}, s)
+			u.configEvents++
 			return
 		}
 		key = "node/" + node
 		obj = testNode(node, fmt.Sprintf("z%d", r.IntN(2)))
+	case 6:
+		name := fmt.Sprintf("c%d", r.IntN(2))
+		host := fmt.Sprintf("s%d", r.IntN(3))
+		gen := int64(1 + r.IntN(2))
+		switch r.IntN(5) {
+		case 0, 1:
+			key = "vs/" + ns + "/" + name
+			obj = testVirtualService(ns, name, host, gen)
+		case 2, 3:
+			key = "dr/" + ns + "/" + name
+			obj = testDestinationRule(ns, name, host, gen)
+		default:
+			key = "se/" + ns + "/" + name
+			se := &istionetworking.ServiceEntry{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Generation: gen}}
+			se.Spec.Hosts = []string{host + ".example.com"}
+			obj = se
+		}
+		u.configEvents++
 	}
 	if del {
 		if _, ok := u.objects[key]; !ok {
@@ -171,6 +243,8 @@ func (u *universe) step() {
 			u.x.deleteNamespace(k.name)
 		case *corev1.Node:
 			u.x.deleteNode(k.name)
+		default:
+			u.x.deleteConfig(obj, k)
 		}
 		return
 	}
@@ -186,6 +260,10 @@ func (u *universe) step() {
 		u.x.upsertNamespace(&o.ObjectMeta)
 	case *corev1.Node:
 		u.x.upsertNode(o.Name, o.Labels)
+	default:
+		if !u.x.upsertConfig(o) {
+			panic(fmt.Sprintf("universe made a %T", o))
+		}
 	}
 }
 
@@ -201,16 +279,24 @@ func metaOf(o runtime.Object) (*metav1.ObjectMeta, bool) {
 		return &o.ObjectMeta, true
 	case *corev1.Node:
 		return &o.ObjectMeta, true
+	case *istionetworking.VirtualService:
+		return &o.ObjectMeta, true
+	case *istionetworking.DestinationRule:
+		return &o.ObjectMeta, true
+	case *istionetworking.ServiceEntry:
+		return &o.ObjectMeta, true
 	}
 	return nil, false
 }
 
 // TestIncrementalMatchesFullBuild applies random event sequences to an index,
 // building Worlds along the way, and checks that every World equals one built
-// from scratch from the objects present at that moment, and that no World
-// changes after it was handed out.
+// from scratch from the objects present at that moment, that no World
+// changes after it was handed out, and that Worlds built across steps that
+// touched no config, namespace or selector share their config objects.
 func TestIncrementalMatchesFullBuild(t *testing.T) {
 	mesh := model.MeshConfig{TrustDomain: "td"}
+	worldsWithConfig := 0
 	for seed := range uint64(40) {
 		u := &universe{
 			rnd:     rand.New(rand.NewPCG(seed, 7)),
@@ -224,12 +310,22 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 			dump string
 		}
 		var worlds []handedOut
+		var prev *model.World
+		configEventsAtPrev := 0
+		sharedChecks := 0
 		for i := range 300 {
 			u.step()
 			if u.rnd.IntN(3) > 0 {
 				continue
 			}
 			got := u.x.build()
+			if prev != nil && u.configEvents == configEventsAtPrev {
+				sharedChecks++
+				if !model.SameConfig(prev, got) {
+					t.Fatalf("seed %d step %d: no config event, yet the World's config objects changed", seed, i)
+				}
+			}
+			prev, configEventsAtPrev = got, u.configEvents
 			keys := make([]string, 0, len(u.objects))
 			for k := range u.objects {
 				keys = append(keys, k)
@@ -248,6 +344,9 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 			if gotDump != wantDump {
 				t.Fatalf("seed %d step %d: incremental World differs from a full build\ngot:\n%s\nwant:\n%s", seed, i, gotDump, wantDump)
 			}
+			if len(got.Config.VirtualServices)+len(got.Config.DestinationRules)+len(got.Config.ServiceEntries) > 0 {
+				worldsWithConfig++
+			}
 			if len(worlds) == 0 || worlds[len(worlds)-1].w != got {
 				worlds = append(worlds, handedOut{got, gotDump})
 			}
@@ -257,6 +356,12 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 				t.Fatalf("seed %d: World %d changed after it was built:\nthen:\n%s\nnow:\n%s", seed, i, h.dump, d)
 			}
 		}
+		if sharedChecks == 0 {
+			t.Fatalf("seed %d: no pair of builds without a config event; the sharing check never ran", seed)
+		}
+	}
+	if worldsWithConfig == 0 {
+		t.Fatal("no World had config in it; the comparison covered none")
 	}
 }
 
@@ -399,6 +504,139 @@ func TestScope(t *testing.T) {
 	x.deleteNamespace("in")
 	if got, want := names(x.build()), []string{"web.out.svc.example.org", "out/web-0"}; !slices.Equal(got, want) {
 		t.Fatalf("after deleting a namespace: %v, want %v", got, want)
+	}
+}
+
+// TestConfigIntake follows Istio config objects through the index: scope,
+// pointer sharing across Worlds, no World for an unchanged object, specs
+// copied from the input.
+func TestConfigIntake(t *testing.T) {
+	sel, _ := compileSelectors(meshSelector)
+	x := newIndex(model.MeshConfig{}, sel)
+	x.upsertNamespace(&testNamespace("in", map[string]string{"mesh": "on"}).ObjectMeta)
+	x.upsertNamespace(&testNamespace("out", nil).ObjectMeta)
+	x.upsertService(testService("in", "web", "10.96.0.1"))
+	vs := testVirtualService("in", "web", "web", 1)
+	dr := testDestinationRule("in", "web", "web", 1)
+	x.upsertConfig(vs)
+	x.upsertConfig(dr)
+	x.upsertConfig(testVirtualService("out", "web", "web", 1))
+	x.upsertConfig(testDestinationRule("out", "web", "web", 1))
+	keys := func(w *model.World) (out []string) {
+		for _, o := range w.Config.VirtualServices {
+			out = append(out, "vs "+o.Key())
+		}
+		for _, o := range w.Config.DestinationRules {
+			out = append(out, "dr "+o.Key())
+		}
+		return out
+	}
+	w1 := x.build()
+	if got, want := keys(w1), []string{"vs in/web", "dr in/web"}; !slices.Equal(got, want) {
+		t.Fatalf("config in scope: %v, want %v", got, want)
+	}
+	if !proto.Equal(w1.Config.VirtualServices[0].Spec, &vs.Spec) || !proto.Equal(w1.Config.DestinationRules[0].Spec, &dr.Spec) {
+		t.Fatalf("specs differ from the objects':\n%s", dumpConfig(t, &w1.Config))
+	}
+	if w1.DestinationRule("web.in.svc.cluster.local", "in") != w1.Config.DestinationRules[0] {
+		t.Error("the World does not resolve the DestinationRule of its Service")
+	}
+
+	// The model holds copies: changing the input afterwards changes nothing.
+	vs.Spec.Hosts[0] = "mutated"
+	dr.Spec.Subsets[0].Name = "mutated"
+	if h := w1.Config.VirtualServices[0].Spec.GetHosts()[0]; h != "web" {
+		t.Errorf("VirtualService host %q after the input changed", h)
+	}
+	if n := w1.Config.DestinationRules[0].Spec.GetSubsets()[0].GetName(); n != "v1" {
+		t.Errorf("DestinationRule subset %q after the input changed", n)
+	}
+
+	// The same generation and spec with another status and metadata (a
+	// status write, a resync) makes no new World.
+	same := testDestinationRule("in", "web", "web", 1)
+	same.ResourceVersion, same.Annotations = "42", map[string]string{"a": "b"}
+	same.Status.ObservedGeneration = 1
+	x.upsertConfig(same)
+	if x.build() != w1 {
+		t.Fatal("an unchanged DestinationRule made a new World")
+	}
+
+	// An endpoint change shares every config object.
+	x.upsertSlice(testSlice("in", "web-abc", "web", testEP{ip: "10.0.0.1", ready: true}))
+	w2 := x.build()
+	if w2 == w1 || !model.SameConfig(w1, w2) {
+		t.Fatalf("after an endpoint change: new World %v, same config %v", w2 != w1, model.SameConfig(w1, w2))
+	}
+
+	// A spec change replaces that object only.
+	x.upsertConfig(testVirtualService("in", "web", "web-v2", 2))
+	w3 := x.build()
+	if w3.Config.VirtualServices[0] == w2.Config.VirtualServices[0] || w3.Config.VirtualServices[0].Spec.GetHosts()[0] != "web-v2" ||
+		w3.Config.VirtualServices[0].Generation != 2 {
+		t.Errorf("VirtualService after its update: %s", dumpConfig(t, &w3.Config))
+	}
+	if w3.Config.DestinationRules[0] != w2.Config.DestinationRules[0] {
+		t.Error("the unchanged DestinationRule got a new pointer")
+	}
+	if w3.Services[0] != w2.Services[0] {
+		t.Error("a config change rebuilt a Service")
+	}
+
+	// Out of scope: no new World; brought into scope: there.
+	x.upsertConfig(testVirtualService("out", "web", "other", 2))
+	if x.build() != w3 {
+		t.Error("an out-of-scope config change made a new World")
+	}
+	x.upsertNamespace(&testNamespace("out", map[string]string{"mesh": "on"}).ObjectMeta)
+	w4 := x.build()
+	if got, want := keys(w4), []string{"vs in/web", "vs out/web", "dr in/web", "dr out/web"}; !slices.Equal(got, want) {
+		t.Fatalf("after relabelling: %v, want %v", got, want)
+	}
+	if w4.Config.VirtualServices[0] != w3.Config.VirtualServices[0] {
+		t.Error("a scope change replaced an object")
+	}
+
+	// Deletion removes; deleting what is not there changes nothing.
+	x.deleteConfig(&istionetworking.VirtualService{}, objKey{"in", "web"})
+	w5 := x.build()
+	if got, want := keys(w5), []string{"vs out/web", "dr in/web", "dr out/web"}; !slices.Equal(got, want) {
+		t.Fatalf("after the delete: %v, want %v", got, want)
+	}
+	x.deleteConfig(&istionetworking.VirtualService{}, objKey{"in", "web"})
+	x.deleteConfig(&istionetworking.Sidecar{}, objKey{"in", "web"})
+	if x.build() != w5 {
+		t.Error("deleting absent objects made a new World")
+	}
+}
+
+func TestBuildWorldWithConfig(t *testing.T) {
+	se := &istionetworking.ServiceEntry{ObjectMeta: metav1.ObjectMeta{Name: "ext", Namespace: "b",
+		CreationTimestamp: metav1.Unix(1700000000, 0)}}
+	se.Spec.Hosts = []string{"api.example.com"}
+	gw := &istionetworking.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "gw", Namespace: "a"}}
+	gw.Spec.Selector = map[string]string{"istio": "ingressgateway"}
+	sc := &istionetworking.Sidecar{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "a"}}
+	sc.Spec.Egress = []*networking.IstioEgressListener{{Hosts: []string{"./*"}}}
+	w, err := BuildWorld(Options{}, testService("a", "web", "10.96.0.1"),
+		testVirtualService("b", "web", "web.a.svc.cluster.local", 3), testVirtualService("a", "web", "web", 1),
+		testDestinationRule("a", "web", "web", 1), se, gw, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := w.Config
+	if len(c.VirtualServices) != 2 || c.VirtualServices[0].Key() != "a/web" || c.VirtualServices[1].Key() != "b/web" ||
+		c.VirtualServices[1].Generation != 3 {
+		t.Errorf("VirtualServices, sorted by namespace: %s", dumpConfig(t, &c))
+	}
+	if len(c.DestinationRules) != 1 || len(c.Gateways) != 1 || len(c.ServiceEntries) != 1 || len(c.Sidecars) != 1 {
+		t.Fatalf("config: %s", dumpConfig(t, &c))
+	}
+	if c.ServiceEntries[0].CreationUnix != 1700000000 || c.Gateways[0].CreationUnix != 0 {
+		t.Errorf("creation times %d, %d", c.ServiceEntries[0].CreationUnix, c.Gateways[0].CreationUnix)
+	}
+	if !proto.Equal(c.Gateways[0].Spec, &gw.Spec) || !proto.Equal(c.Sidecars[0].Spec, &sc.Spec) || !proto.Equal(c.ServiceEntries[0].Spec, &se.Spec) {
+		t.Errorf("specs: %s", dumpConfig(t, &c))
 	}
 }
 
