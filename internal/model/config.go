@@ -1,6 +1,7 @@
 package model
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
@@ -17,6 +18,16 @@ type Config struct {
 	Gateways         []*Gateway
 	ServiceEntries   []*ServiceEntry
 	Sidecars         []*Sidecar
+	// Credentials are the TLS Secrets gateways may name (credentialName),
+	// by namespace/name.
+	Credentials map[string]*Credential
+}
+
+// Credential is a TLS Secret's material: a certificate chain and key, and
+// optionally a CA bundle to verify clients (ca.crt).
+type Credential struct {
+	Meta
+	Cert, Key, CA []byte
 }
 
 // Meta identifies a configuration object.
@@ -121,7 +132,8 @@ func sameConfig(a, b *Config) bool {
 		slices.Equal(a.DestinationRules, b.DestinationRules) &&
 		slices.Equal(a.Gateways, b.Gateways) &&
 		slices.Equal(a.ServiceEntries, b.ServiceEntries) &&
-		slices.Equal(a.Sidecars, b.Sidecars)
+		slices.Equal(a.Sidecars, b.Sidecars) &&
+		maps.Equal(a.Credentials, b.Credentials)
 }
 
 // SameConfig reports whether two worlds hold the same configuration objects.
@@ -353,3 +365,19 @@ func (e egressHost) matches(ns, host string) bool {
 	}
 	return HostMatches(e.host, host)
 }
+
+// GatewaysFor returns the Gateways whose selector matches a gateway
+// workload's labels (in any namespace, as Istio selects by default), in
+// namespace/name order. A Gateway without a selector selects nothing.
+func (w *World) GatewaysFor(labels map[string]string) []*Gateway {
+	var out []*Gateway
+	for _, g := range w.Config.Gateways {
+		if sel := g.Spec.GetSelector(); len(sel) > 0 && labelsMatch(sel, labels) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// Credential finds a TLS Secret by namespace and name.
+func (w *World) Credential(ns, name string) *Credential { return w.Config.Credentials[ns+"/"+name] }

@@ -511,6 +511,17 @@ func (c *Cache) gatewayResources(w *worldEntry, proxy *model.Proxy) (xds.Resourc
 	ip := proxyIP(proxy)
 	wildcard := wildcardFor(ip)
 	clusters, endpoints := c.envoyOutbound(w, proxyNamespace(proxy))
+	if l, r, secrets, ok, err := istioGatewayResources(w.world, proxy, wildcard); err != nil {
+		return nil, err
+	} else if ok {
+		return xds.Resources{
+			resourcev3.ClusterType:  slices.Clone(clusters),
+			resourcev3.EndpointType: slices.Clone(endpoints),
+			resourcev3.ListenerType: l,
+			resourcev3.RouteType:    r,
+			resourcev3.SecretType:   secrets,
+		}, nil
+	}
 
 	ports := workloadPorts(w.world, ip)
 	listeners := make([]types.Resource, 0, len(ports))

@@ -83,6 +83,7 @@ func buildCacheWorlds() *cacheWorlds {
 	cw.worlds = append(cw.worlds, model.NewWorldWithConfig(w6.Mesh, w6.Services, w6.Workloads, cfg))
 	cw.names = append(cw.names, "istio config, a VirtualService removed")
 	cw.worlds, cw.names = append(cw.worlds, sidecarWorld()), append(cw.names, "sidecar resources")
+	cw.worlds, cw.names = append(cw.worlds, gatewayWorld()), append(cw.names, "gateway resources")
 	return cw
 }
 

@@ -153,6 +153,13 @@ var goldenCases = []goldenCase{
 		proxy: func(w *model.World) *model.Proxy { return fixtureProxy(w, model.ProxyGRPC, "shop", "client-0") },
 	},
 	{
+		name:  "gateway-istio",
+		world: gatewayWorld,
+		proxy: func(w *model.World) *model.Proxy {
+			return fixtureProxy(w, model.ProxyRouter, "mesh-gateways", "ingress-0")
+		},
+	},
+	{
 		name:  "gateway",
 		world: func() *model.World { return fixtureWorld(true) },
 		proxy: func(w *model.World) *model.Proxy {

@@ -8,7 +8,9 @@ import (
 	"github.com/meshplane/meshplane/internal/xds"
 )
 
-// gatewayResources is an Envoy gateway's configuration: a listener for every
+// gatewayResources is an Envoy gateway's configuration. When Gateway
+// resources select it, its listeners, routes and secrets are theirs
+// (istio_gateway.go). Otherwise: a listener for every
 // HTTP port of the gateway's own Service (the services with an endpoint at
 // the proxy's IP), on the endpoint (target) port Envoy listens on, with an
 // empty route configuration "http.<port>"; and, so that routes can point
@@ -20,6 +22,17 @@ func gatewayResources(world *model.World, proxy *model.Proxy) (xds.Resources, er
 	ip := proxyIP(proxy)
 	wildcard := wildcardFor(ip)
 	clusters, endpoints := outboundClusters(world, proxyNamespace(proxy))
+	if l, r, secrets, ok, err := istioGatewayResources(world, proxy, wildcard); err != nil {
+		return nil, err
+	} else if ok {
+		return xds.Resources{
+			resourcev3.ClusterType:  clusters,
+			resourcev3.EndpointType: endpoints,
+			resourcev3.ListenerType: l,
+			resourcev3.RouteType:    r,
+			resourcev3.SecretType:   secrets,
+		}, nil
+	}
 
 	ports := workloadPorts(world, ip)
 	listeners := make([]types.Resource, 0, len(ports))

@@ -41,6 +41,27 @@ type routeClient struct {
 	namespace string
 	labels    map[string]string // the workload's, when known
 	grpc      bool              // proxyless gRPC: its subset of features
+	// gateway is the Gateway ("ns/name") the routes are for; empty for
+	// the mesh (sidecars and proxyless clients).
+	gateway string
+}
+
+// boundTo reports whether a match's gateways (none: the VirtualService's)
+// include the client's gateway, named "ns/name" or, in the
+// VirtualService's namespace, "name".
+func (c routeClient) boundTo(gateways []string, vsNamespace string) bool {
+	if len(gateways) == 0 {
+		return true
+	}
+	for _, g := range gateways {
+		switch {
+		case c.gateway == "" && g == "mesh":
+			return true
+		case c.gateway != "" && (g == c.gateway || vsNamespace+"/"+g == c.gateway):
+			return true
+		}
+	}
+	return false
 }
 
 // Well-known HTTP filter names, as Envoy and grpc-go know them.
@@ -86,7 +107,7 @@ func virtualServiceRoutes(world *model.World, vs *model.VirtualService, svc *mod
 			matches = []*networking.HTTPMatchRequest{nil}
 		}
 		for j, m := range matches {
-			rm, ok := routeMatch(m, port, client)
+			rm, ok := routeMatch(m, port, client, vs.Namespace)
 			if !ok {
 				continue
 			}
@@ -115,7 +136,7 @@ func routeName(vs *model.VirtualService, hr *networking.HTTPRoute, i, j int) str
 }
 
 // routeMatch translates one match; false when it cannot apply here.
-func routeMatch(m *networking.HTTPMatchRequest, port int32, client routeClient) (*routev3.RouteMatch, bool) {
+func routeMatch(m *networking.HTTPMatchRequest, port int32, client routeClient, vsNamespace string) (*routev3.RouteMatch, bool) {
 	rm := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
 	if m == nil {
 		return rm, true
@@ -131,7 +152,7 @@ func routeMatch(m *networking.HTTPMatchRequest, port int32, client routeClient) 
 			return nil, false
 		}
 	}
-	if len(m.GetGateways()) > 0 && !slices.Contains(m.GetGateways(), "mesh") {
+	if !client.boundTo(m.GetGateways(), vsNamespace) {
 		return nil, false
 	}
 	if u := m.GetUri(); u != nil {
