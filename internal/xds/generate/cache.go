@@ -484,12 +484,19 @@ func (c *Cache) sidecarResources(w *worldEntry, proxy *model.Proxy) (xds.Resourc
 	extra = append(extra, c.inboundPassthrough[ipv6])
 	clusters := mergeSorted(outClusters, extra)
 
-	return xds.Resources{
+	res := xds.Resources{
 		resourcev3.ClusterType:  clusters,
 		resourcev3.EndpointType: slices.Clone(endpoints),
 		resourcev3.ListenerType: listeners,
 		resourcev3.RouteType:    slices.Clone(routes),
-	}, nil
+	}
+	if len(world.Config.DestinationRules) > 0 {
+		v, _ := w.get("rule-secrets\x00"+ns, func() (any, error) { return ruleSecrets(world, ns), nil })
+		if secrets := v.([]types.Resource); len(secrets) > 0 {
+			res[resourcev3.SecretType] = slices.Clone(secrets)
+		}
+	}
+	return res, nil
 }
 
 type inboundKey struct {
@@ -519,7 +526,7 @@ func (c *Cache) gatewayResources(w *worldEntry, proxy *model.Proxy) (xds.Resourc
 			resourcev3.EndpointType: slices.Clone(endpoints),
 			resourcev3.ListenerType: l,
 			resourcev3.RouteType:    r,
-			resourcev3.SecretType:   secrets,
+			resourcev3.SecretType:   mergeSecrets(secrets, ruleSecrets(w.world, proxyNamespace(proxy))),
 		}, nil
 	}
 

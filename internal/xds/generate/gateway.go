@@ -30,7 +30,7 @@ func gatewayResources(world *model.World, proxy *model.Proxy) (xds.Resources, er
 			resourcev3.EndpointType: endpoints,
 			resourcev3.ListenerType: l,
 			resourcev3.RouteType:    r,
-			resourcev3.SecretType:   secrets,
+			resourcev3.SecretType:   mergeSecrets(secrets, ruleSecrets(world, proxyNamespace(proxy))),
 		}, nil
 	}
 

@@ -2,13 +2,18 @@ package generate
 
 import (
 	"maps"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -31,21 +36,25 @@ type policy struct {
 	lb      *networking.LoadBalancerSettings
 	pool    *networking.ConnectionPoolSettings
 	outlier *networking.OutlierDetection
+	tls     *networking.ClientTLSSettings
 }
 
 func (p *policy) apply(tp *networking.TrafficPolicy, port int32) {
 	if tp == nil {
 		return
 	}
-	p.set(tp.GetLoadBalancer(), tp.GetConnectionPool(), tp.GetOutlierDetection())
+	p.set(tp.GetLoadBalancer(), tp.GetConnectionPool(), tp.GetOutlierDetection(), tp.GetTls())
 	for _, pl := range tp.GetPortLevelSettings() {
 		if int32(pl.GetPort().GetNumber()) == port {
-			p.set(pl.GetLoadBalancer(), pl.GetConnectionPool(), pl.GetOutlierDetection())
+			p.set(pl.GetLoadBalancer(), pl.GetConnectionPool(), pl.GetOutlierDetection(), pl.GetTls())
 		}
 	}
 }
 
-func (p *policy) set(lb *networking.LoadBalancerSettings, pool *networking.ConnectionPoolSettings, outlier *networking.OutlierDetection) {
+func (p *policy) set(lb *networking.LoadBalancerSettings, pool *networking.ConnectionPoolSettings, outlier *networking.OutlierDetection, tls *networking.ClientTLSSettings) {
+	if tls != nil {
+		p.tls = tls
+	}
 	if lb != nil {
 		p.lb = lb
 	}
@@ -70,7 +79,7 @@ func policyFor(dr *model.DestinationRule, port int32, subset string) policy {
 	return p
 }
 
-func (p policy) empty() bool { return p.lb == nil && p.pool == nil && p.outlier == nil }
+func (p policy) empty() bool { return p.lb == nil && p.pool == nil && p.outlier == nil && p.tls == nil }
 
 // ruleClusters returns svc's clusters for port under dr (nil: none): the
 // Service's cluster with the rule's policy, then one per subset, sorted by
@@ -137,18 +146,10 @@ func labelsMatch(want, have map[string]string) bool {
 	return true
 }
 
-// cloneCluster copies the top level of c (its sub-messages stay shared,
-// and are never modified).
+// cloneCluster copies c (a DestinationRule's clusters are built once per
+// Service and rule, so the copy is not on a per-proxy path).
 func cloneCluster(c *clusterv3.Cluster) *clusterv3.Cluster {
-	out := &clusterv3.Cluster{
-		Name:                          c.Name,
-		ClusterDiscoveryType:          c.ClusterDiscoveryType,
-		EdsClusterConfig:              c.EdsClusterConfig,
-		ConnectTimeout:                c.ConnectTimeout,
-		LbPolicy:                      c.LbPolicy,
-		TypedExtensionProtocolOptions: c.TypedExtensionProtocolOptions,
-	}
-	return out
+	return proto.Clone(c).(*clusterv3.Cluster)
 }
 
 // withPolicy returns a copy of c with the policy applied. grpc-go knows
@@ -222,6 +223,9 @@ func withPolicy(c *clusterv3.Cluster, p policy, grpc bool) *clusterv3.Cluster {
 				c.TypedExtensionProtocolOptions = withCommonHTTPOptions(c.TypedExtensionProtocolOptions, common)
 			}
 		}
+	}
+	if ts := upstreamTLS(p.tls, c.Name); ts != nil && !grpc {
+		c.TransportSocket = ts
 	}
 	if od := p.outlier; od != nil {
 		c.OutlierDetection = outlierDetection(od)
@@ -345,4 +349,104 @@ func routeHashPolicy(world *model.World, svc *model.Service, subset string, port
 		return nil
 	}
 	return []*routev3.RouteAction_HashPolicy{hp}
+}
+
+// upstreamTLS originates TLS to a cluster's endpoints (SIMPLE: verify the
+// server; MUTUAL: also present a client certificate). Certificates come
+// from files on the proxy (clientCertificate, privateKey, caCertificates)
+// or, with credentialName, from a TLS Secret of the proxy's namespace over
+// SDS ("kubernetes://<name>", CA "kubernetes://<name>-cacert"). DISABLE and
+// ISTIO_MUTUAL (the mesh's own mTLS, with the security issue) give none.
+// Proxyless gRPC takes certificates from its bootstrap's providers, not
+// from clusters, so it gets none either.
+func upstreamTLS(t *networking.ClientTLSSettings, cluster string) *corev3.TransportSocket {
+	if t == nil || t.GetMode() != networking.ClientTLSSettings_SIMPLE && t.GetMode() != networking.ClientTLSSettings_MUTUAL {
+		return nil
+	}
+	common := &tlsv3.CommonTlsContext{}
+	validation := &tlsv3.CertificateValidationContext{}
+	for _, san := range t.GetSubjectAltNames() {
+		validation.MatchTypedSubjectAltNames = append(validation.MatchTypedSubjectAltNames, &tlsv3.SubjectAltNameMatcher{
+			SanType: tlsv3.SubjectAltNameMatcher_DNS,
+			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: san}},
+		})
+	}
+	if name := t.GetCredentialName(); name != "" {
+		secret := "kubernetes://" + name
+		if t.GetMode() == networking.ClientTLSSettings_MUTUAL {
+			common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: secret, SdsConfig: adsSource}}
+		}
+		common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
+			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+				DefaultValidationContext:         validation,
+				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: secret + "-cacert", SdsConfig: adsSource},
+			},
+		}
+	} else {
+		if t.GetMode() == networking.ClientTLSSettings_MUTUAL && t.GetClientCertificate() != "" {
+			common.TlsCertificates = []*tlsv3.TlsCertificate{{
+				CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: t.GetClientCertificate()}},
+				PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: t.GetPrivateKey()}},
+			}}
+		}
+		if ca := t.GetCaCertificates(); ca != "" {
+			validation.TrustedCa = &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: ca}}
+		}
+		if validation.TrustedCa != nil || len(validation.MatchTypedSubjectAltNames) > 0 {
+			common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: validation}
+		}
+	}
+	ctx := &tlsv3.UpstreamTlsContext{CommonTlsContext: common, Sni: t.GetSni()}
+	if ctx.Sni == "" {
+		// outbound|port|subset|host: the host is what the server expects.
+		if i := strings.LastIndexByte(cluster, '|'); i >= 0 && !strings.HasPrefix(cluster[i+1:], "*") {
+			ctx.Sni = cluster[i+1:]
+		}
+	}
+	return &corev3.TransportSocket{
+		Name:       wellknown.TransportSocketTLS,
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustPack(ctx)},
+	}
+}
+
+// ruleSecrets are the SDS secrets the DestinationRules visible from ns
+// name with credentialName, that exist in ns: "kubernetes://<name>" (for
+// MUTUAL) and "kubernetes://<name>-cacert" (its ca.crt).
+func ruleSecrets(world *model.World, ns string) []types.Resource {
+	seen := map[string]bool{}
+	var out []types.Resource
+	add := func(t *networking.ClientTLSSettings) {
+		name := t.GetCredentialName()
+		if name == "" || seen[name] || t.GetMode() != networking.ClientTLSSettings_SIMPLE && t.GetMode() != networking.ClientTLSSettings_MUTUAL {
+			return
+		}
+		seen[name] = true
+		cred := world.Credential(ns, name)
+		if cred == nil {
+			return
+		}
+		if r := tlsCertificateSecret("kubernetes://"+name, cred); r != nil {
+			out = append(out, r)
+		}
+		if len(cred.CA) > 0 {
+			out = append(out, validationSecret("kubernetes://"+name+"-cacert", cred))
+		}
+	}
+	visit := func(tp *networking.TrafficPolicy) {
+		add(tp.GetTls())
+		for _, pl := range tp.GetPortLevelSettings() {
+			add(pl.GetTls())
+		}
+	}
+	for _, dr := range world.Config.DestinationRules {
+		if !model.Exported(dr.Spec.GetExportTo(), dr.Namespace, ns) {
+			continue
+		}
+		visit(dr.Spec.GetTrafficPolicy())
+		for _, s := range dr.Spec.GetSubsets() {
+			visit(s.GetTrafficPolicy())
+		}
+	}
+	sortByName(out)
+	return out
 }

@@ -151,9 +151,28 @@ func istioConfig() model.Config {
 		Ports:      []*networking.ServicePort{{Number: 443, Name: "tls", Protocol: "TLS"}},
 		Resolution: networking.ServiceEntry_NONE,
 	}}
+	externalTLS := &model.DestinationRule{Meta: model.Meta{Name: "example-tls", Namespace: "shop", CreationUnix: 9}, Spec: &networking.DestinationRule{
+		Host: "api.example.com",
+		TrafficPolicy: &networking.TrafficPolicy{PortLevelSettings: []*networking.TrafficPolicy_PortTrafficPolicy{{
+			Port: &networking.PortSelector{Number: 443},
+			Tls:  &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_SIMPLE, CaCertificates: "/etc/ssl/certs/ca-certificates.crt"},
+		}}},
+	}}
+	legacyMTLS := &model.DestinationRule{Meta: model.Meta{Name: "legacy-mtls", Namespace: "shop", CreationUnix: 10}, Spec: &networking.DestinationRule{
+		Host: "legacy.internal",
+		TrafficPolicy: &networking.TrafficPolicy{Tls: &networking.ClientTLSSettings{
+			Mode: networking.ClientTLSSettings_MUTUAL, CredentialName: "legacy-client", SubjectAltNames: []string{"legacy.internal"},
+		}},
+	}}
 	return model.Config{
 		VirtualServices:  []*model.VirtualService{webVS, greeterVS, canaryVS},
-		DestinationRules: []*model.DestinationRule{webDR, greeterDR},
+		DestinationRules: []*model.DestinationRule{webDR, greeterDR, externalTLS, legacyMTLS},
 		ServiceEntries:   []*model.ServiceEntry{external, legacy, wiki},
+		Credentials: map[string]*model.Credential{"shop/legacy-client": {
+			Meta: model.Meta{Name: "legacy-client", Namespace: "shop"},
+			Cert: []byte("-----BEGIN CERTIFICATE-----\nclient\n-----END CERTIFICATE-----\n"),
+			Key:  []byte("-----BEGIN PRIVATE KEY-----\nclient\n-----END PRIVATE KEY-----\n"),
+			CA:   []byte("-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n"),
+		}},
 	}
 }

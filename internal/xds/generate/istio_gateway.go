@@ -407,3 +407,15 @@ func validationSecret(name string, cred *model.Credential) types.Resource {
 		TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: cred.CA}},
 	}}}
 }
+
+// mergeSecrets joins two sorted secret lists, once per name.
+func mergeSecrets(a, b []types.Resource) []types.Resource {
+	out := slices.Clone(a)
+	for _, r := range b {
+		if !slices.ContainsFunc(out, func(x types.Resource) bool { return ResourceName(x) == ResourceName(r) }) {
+			out = append(out, r)
+		}
+	}
+	sortByName(out)
+	return out
+}

@@ -10,6 +10,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	networking "istio.io/api/networking/v1"
 
@@ -324,5 +325,51 @@ func TestSidecarScoping(t *testing.T) {
 	all := generateChecked(t, w, fixtureProxy(w, model.ProxySidecar, "shop", "client-0"))
 	if len(clusterNames(all)) <= len(clusterNames(res)) {
 		t.Errorf("unscoped sidecar has %d clusters, scoped %d", len(clusterNames(all)), len(clusterNames(res)))
+	}
+}
+
+// TestTLSOrigination: a DestinationRule's SIMPLE TLS (port level) makes the
+// external host's cluster originate TLS with SNI = host and the CA file;
+// MUTUAL with credentialName fetches the client certificate and the CA over
+// SDS, whose secrets the sidecar gets from its namespace; gRPC clients get
+// no transport socket.
+func TestTLSOrigination(t *testing.T) {
+	w := istioWorld()
+	res := generateChecked(t, w, fixtureProxy(w, model.ProxySidecar, "shop", "client-0"))
+	upstream := func(name string) *tlsv3.UpstreamTlsContext {
+		t.Helper()
+		c, _ := byName(res, resourcev3.ClusterType, name).(*clusterv3.Cluster)
+		ctx := &tlsv3.UpstreamTlsContext{}
+		if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(ctx); err != nil {
+			t.Fatalf("%s: no TLS transport socket: %v", name, err)
+		}
+		return ctx
+	}
+	ext := upstream("outbound|443||api.example.com")
+	if ext.GetSni() != "api.example.com" || ext.GetCommonTlsContext().GetValidationContext().GetTrustedCa().GetFilename() != "/etc/ssl/certs/ca-certificates.crt" {
+		t.Errorf("api.example.com TLS %v", ext)
+	}
+	if c, _ := byName(res, resourcev3.ClusterType, "outbound|80||api.example.com").(*clusterv3.Cluster); c.GetTransportSocket() != nil {
+		t.Error("port 80 of api.example.com originates TLS")
+	}
+	leg := upstream("outbound|8080||legacy.internal")
+	if sds := leg.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs(); len(sds) != 1 || sds[0].GetName() != "kubernetes://legacy-client" {
+		t.Errorf("legacy client certificate %v", sds)
+	}
+	if ca := leg.GetCommonTlsContext().GetCombinedValidationContext().GetValidationContextSdsSecretConfig(); ca.GetName() != "kubernetes://legacy-client-cacert" {
+		t.Errorf("legacy CA %v", ca)
+	}
+	if got := names(res[resourcev3.SecretType]); !slices.Equal(got, []string{"kubernetes://legacy-client", "kubernetes://legacy-client-cacert"}) {
+		t.Errorf("secrets %v", got)
+	}
+	// In another namespace the Secret does not exist: the reference stays
+	// (connections fail rather than go out in plain text), no secret.
+	data := generateChecked(t, w, &model.Proxy{ID: "data-sidecar", Type: model.ProxySidecar, Namespace: "data", IP: "10.1.1.5"})
+	if len(data[resourcev3.SecretType]) != 0 {
+		t.Errorf("data sidecar got secrets %v", names(data[resourcev3.SecretType]))
+	}
+	g := generateChecked(t, w, fixtureProxy(w, model.ProxyGRPC, "shop", "client-0"))
+	if c, _ := byName(g, resourcev3.ClusterType, "outbound|8080||legacy.internal").(*clusterv3.Cluster); c.GetTransportSocket() != nil {
+		t.Error("gRPC cluster has a transport socket")
 	}
 }

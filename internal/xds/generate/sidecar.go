@@ -66,10 +66,14 @@ func sidecarResources(world *model.World, proxy *model.Proxy) (xds.Resources, er
 	}
 	clusters = append(clusters, inboundPassthroughCluster(isIPv6(ip)))
 
-	return xds.Resources{
+	res := xds.Resources{
 		resourcev3.ClusterType:  clusters,
 		resourcev3.EndpointType: endpoints,
 		resourcev3.ListenerType: listeners,
 		resourcev3.RouteType:    routes,
-	}, nil
+	}
+	if secrets := ruleSecrets(world, ns); len(secrets) > 0 {
+		res[resourcev3.SecretType] = secrets
+	}
+	return res, nil
 }
