@@ -373,3 +373,27 @@ func TestTLSOrigination(t *testing.T) {
 		t.Error("gRPC cluster has a transport socket")
 	}
 }
+
+// TestGRPCUnsupported: what gRPC clients do not get is listed with its
+// field: the fixture's header operations on web and its rule's consecutive
+// 5xx ejection.
+func TestGRPCUnsupported(t *testing.T) {
+	got := map[string]bool{}
+	for _, u := range GRPCUnsupported(istioWorld(), "shop") {
+		got[u.Kind+" "+u.Namespace+"/"+u.Name+" "+u.Field] = true
+	}
+	for _, want := range []string{
+		"VirtualService shop/web spec.http[1].headers",
+		"DestinationRule shop/web spec.trafficPolicy.outlierDetection",
+		"DestinationRule shop/web spec.trafficPolicy.connectionPool",
+		"DestinationRule shop/legacy-mtls spec.trafficPolicy.tls",
+		"DestinationRule shop/example-tls spec.trafficPolicy.portLevelSettings[0].tls",
+	} {
+		if !got[want] {
+			t.Errorf("missing %q in %v", want, got)
+		}
+	}
+	if got["VirtualService shop/greeter spec.http[0].headers"] {
+		t.Error("greeter reported for headers it does not set")
+	}
+}
