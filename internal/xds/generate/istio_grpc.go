@@ -35,8 +35,6 @@ func GRPCUnsupported(world *model.World, ns string) []Unsupported {
 				add(p+".redirect", "redirects are not supported by proxyless gRPC; the rule is left out for gRPC clients")
 			case hr.GetDirectResponse() != nil:
 				add(p+".directResponse", "direct responses are not supported by proxyless gRPC; the rule is left out for gRPC clients")
-			case hr.GetDelegate() != nil:
-				add(p+".delegate", "delegate VirtualServices are not supported yet; the rule is left out")
 			}
 			if hr.GetRewrite() != nil {
 				add(p+".rewrite", "rewrites are not supported by proxyless gRPC and are ignored for gRPC clients")

@@ -95,31 +95,132 @@ func virtualServiceFor(world *model.World, svc *model.Service, clientNS string) 
 func virtualServiceRoutes(world *model.World, vs *model.VirtualService, svc *model.Service, port int32, client routeClient) []*routev3.Route {
 	var out []*routev3.Route
 	for i, hr := range vs.Spec.GetHttp() {
-		if hr.GetDelegate() != nil {
-			continue // delegates come with gateway support
+		if d := hr.GetDelegate(); d != nil {
+			out = append(out, delegateRoutes(world, vs, i, hr, svc, port, client)...)
+			continue
 		}
-		action, ok := routeAction(world, vs, hr, svc, port, client)
+		out = append(out, httpRouteRoutes(world, vs, hr, hr.GetMatch(), routeName(vs, hr, i, 0), svc, port, client)...)
+	}
+	return out
+}
+
+// httpRouteRoutes translates one HTTP route with the given matches (its
+// own, or merged with a delegating route's): an Envoy route per match that
+// applies, named name (then name.match[j]).
+func httpRouteRoutes(world *model.World, vs *model.VirtualService, hr *networking.HTTPRoute, matches []*networking.HTTPMatchRequest,
+	name string, svc *model.Service, port int32, client routeClient,
+) []*routev3.Route {
+	action, ok := routeAction(world, vs, hr, svc, port, client)
+	if !ok {
+		return nil
+	}
+	if len(matches) == 0 {
+		matches = []*networking.HTTPMatchRequest{nil}
+	}
+	var out []*routev3.Route
+	for j, m := range matches {
+		rm, ok := routeMatch(m, port, client, vs.Namespace)
 		if !ok {
 			continue
 		}
-		matches := hr.GetMatch()
-		if len(matches) == 0 {
-			matches = []*networking.HTTPMatchRequest{nil}
+		r := &routev3.Route{Name: name, Match: rm}
+		if j > 0 {
+			r.Name += ".match[" + itoa(int32(j)) + "]"
 		}
-		for j, m := range matches {
-			rm, ok := routeMatch(m, port, client, vs.Namespace)
-			if !ok {
-				continue
-			}
-			r := &routev3.Route{
-				Name:  routeName(vs, hr, i, j),
-				Match: rm,
-			}
-			action(r)
-			out = append(out, r)
-		}
+		action(r)
+		out = append(out, r)
 	}
 	return out
+}
+
+// delegateRoutes are the routes of the VirtualService a root route
+// delegates to (same namespace unless named): each of its HTTP routes under
+// the root route's matches, a delegate's match narrowing the root's (its
+// uri, scheme, method and authority replace the root's; headers, query
+// parameters and withoutHeaders add up). Destinations resolve in the
+// delegate's namespace. A delegate with hosts of its own, a missing one, or
+// a delegate that delegates again gives nothing, as in Istio.
+func delegateRoutes(world *model.World, root *model.VirtualService, i int, hr *networking.HTTPRoute, svc *model.Service, port int32, client routeClient) []*routev3.Route {
+	ns := hr.GetDelegate().GetNamespace()
+	if ns == "" {
+		ns = root.Namespace
+	}
+	var delegate *model.VirtualService
+	for _, vs := range world.Config.VirtualServices {
+		if vs.Namespace == ns && vs.Name == hr.GetDelegate().GetName() {
+			delegate = vs
+		}
+	}
+	if delegate == nil || len(delegate.Spec.GetHosts()) > 0 {
+		return nil
+	}
+	rootMatches := hr.GetMatch()
+	if len(rootMatches) == 0 {
+		rootMatches = []*networking.HTTPMatchRequest{nil}
+	}
+	var out []*routev3.Route
+	for k, dr := range delegate.Spec.GetHttp() {
+		if dr.GetDelegate() != nil {
+			continue
+		}
+		var merged []*networking.HTTPMatchRequest
+		for _, rm := range rootMatches {
+			dms := dr.GetMatch()
+			if len(dms) == 0 {
+				dms = []*networking.HTTPMatchRequest{nil}
+			}
+			for _, dm := range dms {
+				merged = append(merged, mergeMatch(rm, dm))
+			}
+		}
+		name := routeName(root, hr, i, 0) + "/" + routeName(delegate, dr, k, 0)
+		out = append(out, httpRouteRoutes(world, delegate, dr, merged, name, svc, port, client)...)
+	}
+	return out
+}
+
+// mergeMatch narrows a root match by a delegate's (either may be nil).
+func mergeMatch(root, delegate *networking.HTTPMatchRequest) *networking.HTTPMatchRequest {
+	if root == nil {
+		return delegate
+	}
+	if delegate == nil {
+		return root
+	}
+	m := proto.Clone(root).(*networking.HTTPMatchRequest)
+	if delegate.GetUri() != nil {
+		m.Uri = delegate.GetUri()
+	}
+	if delegate.GetScheme() != nil {
+		m.Scheme = delegate.GetScheme()
+	}
+	if delegate.GetMethod() != nil {
+		m.Method = delegate.GetMethod()
+	}
+	if delegate.GetAuthority() != nil {
+		m.Authority = delegate.GetAuthority()
+	}
+	union := func(a, b map[string]*networking.StringMatch) map[string]*networking.StringMatch {
+		if len(b) == 0 {
+			return a
+		}
+		out := maps.Clone(a)
+		if out == nil {
+			out = map[string]*networking.StringMatch{}
+		}
+		maps.Copy(out, b)
+		return out
+	}
+	m.Headers = union(m.Headers, delegate.GetHeaders())
+	m.QueryParams = union(m.QueryParams, delegate.GetQueryParams())
+	m.WithoutHeaders = union(m.WithoutHeaders, delegate.GetWithoutHeaders())
+	if delegate.GetPort() != 0 {
+		m.Port = delegate.GetPort()
+	}
+	if delegate.GetIgnoreUriCase() {
+		m.IgnoreUriCase = true
+	}
+	return m
 }
 
 // routeName names a route after its VirtualService and position, stable as

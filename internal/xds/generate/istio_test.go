@@ -397,3 +397,50 @@ func TestGRPCUnsupported(t *testing.T) {
 		t.Error("greeter reported for headers it does not set")
 	}
 }
+
+// TestDelegateVirtualService: a root route delegating to a VirtualService
+// without hosts gets the delegate's routes under its match: the delegate's
+// header match added to the root's prefix, its catch-all under the prefix
+// alone; the root's other routes follow.
+func TestDelegateVirtualService(t *testing.T) {
+	base := fixtureWorld(true)
+	prefix := func(p string) *networking.StringMatch {
+		return &networking.StringMatch{MatchType: &networking.StringMatch_Prefix{Prefix: p}}
+	}
+	web := &networking.Destination{Host: "web", Port: &networking.PortSelector{Number: 80}}
+	cfg := model.Config{VirtualServices: []*model.VirtualService{
+		{Meta: model.Meta{Name: "web-root", Namespace: "shop"}, Spec: &networking.VirtualService{
+			Hosts: []string{"web"},
+			Http: []*networking.HTTPRoute{
+				{Match: []*networking.HTTPMatchRequest{{Uri: prefix("/v2")}}, Delegate: &networking.Delegate{Name: "web-v2"}},
+				{Route: []*networking.HTTPRouteDestination{{Destination: web}}},
+			},
+		}},
+		{Meta: model.Meta{Name: "web-v2", Namespace: "shop"}, Spec: &networking.VirtualService{
+			Http: []*networking.HTTPRoute{
+				{
+					Match: []*networking.HTTPMatchRequest{{Headers: map[string]*networking.StringMatch{"x-test": {MatchType: &networking.StringMatch_Exact{Exact: "a"}}}}},
+					Route: []*networking.HTTPRouteDestination{{Destination: web}},
+					Fault: &networking.HTTPFaultInjection{Abort: &networking.HTTPFaultInjection_Abort{ErrorType: &networking.HTTPFaultInjection_Abort_HttpStatus{HttpStatus: 503}}},
+				},
+				{Route: []*networking.HTTPRouteDestination{{Destination: web}}},
+			},
+		}},
+	}}
+	w := model.NewWorldWithConfig(base.Mesh, base.Services, base.Workloads, cfg)
+	res := generateChecked(t, w, fixtureProxy(w, model.ProxySidecar, "shop", "client-0"))
+	routes := vhostRoutes(t, res, "80", "web.shop.svc.cluster.local:80")
+	want := []string{"shop/web-root.http[0]/shop/web-v2.http[0]", "shop/web-root.http[0]/shop/web-v2.http[1]", "shop/web-root.http[1]"}
+	if got := routeNames(routes); !slices.Equal(got, want) {
+		t.Fatalf("routes %v, want %v", got, want)
+	}
+	if m := routes[0].GetMatch(); m.GetPrefix() != "/v2" || len(m.GetHeaders()) != 1 || m.GetHeaders()[0].GetName() != "x-test" {
+		t.Errorf("first delegated match %v", m)
+	}
+	if routes[0].GetTypedPerFilterConfig()[faultFilterName] == nil {
+		t.Error("the delegate's fault is lost")
+	}
+	if m := routes[1].GetMatch(); m.GetPrefix() != "/v2" || len(m.GetHeaders()) != 0 {
+		t.Errorf("second delegated match %v", m)
+	}
+}
