@@ -419,7 +419,13 @@ func (c *Cache) sidecarResources(w *worldEntry, proxy *model.Proxy) (xds.Resourc
 	}
 
 	// Outbound listeners (virtualOutbound and one per port), per IP family.
-	v, err := w.get("sidecar-listeners\x00"+wildcard, func() (any, error) {
+	var routesByNS tcpRoutes
+	listenersKey := "sidecar-listeners\x00" + wildcard
+	if usesTCPRoutes(world) {
+		routesByNS = tcpRoutes{world, ns}
+		listenersKey += "\x00" + ns
+	}
+	v, err := w.get(listenersKey, func() (any, error) {
 		ports := c.outboundPorts(w)
 		listeners := make([]types.Resource, 0, len(ports)+1)
 		l, err := virtualOutboundListener(wildcard, fallback)
@@ -428,7 +434,7 @@ func (c *Cache) sidecarResources(w *worldEntry, proxy *model.Proxy) (xds.Resourc
 		}
 		listeners = append(listeners, l)
 		for _, op := range ports {
-			l, err := sidecarOutboundListener(op, wildcard, fallback)
+			l, err := sidecarOutboundListener(op, wildcard, fallback, routesByNS)
 			if err != nil {
 				return nil, err
 			}

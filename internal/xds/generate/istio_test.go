@@ -8,8 +8,10 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	networking "istio.io/api/networking/v1"
@@ -443,4 +445,39 @@ func TestDelegateVirtualService(t *testing.T) {
 	if m := routes[1].GetMatch(); m.GetPrefix() != "/v2" || len(m.GetHeaders()) != 0 {
 		t.Errorf("second delegated match %v", m)
 	}
+}
+
+// TestSidecarTCPRoutes: a VirtualService's TCP route replaces a TCP
+// Service's default chain in the sidecar's listener with its weighted
+// destinations.
+func TestSidecarTCPRoutes(t *testing.T) {
+	base := fixtureWorld(true)
+	cfg := model.Config{VirtualServices: []*model.VirtualService{{Meta: model.Meta{Name: "db", Namespace: "data"}, Spec: &networking.VirtualService{
+		Hosts: []string{"db.data.svc.cluster.local"},
+		Tcp: []*networking.TCPRoute{{
+			Match: []*networking.L4MatchAttributes{{Port: 5432}},
+			Route: []*networking.RouteDestination{
+				{Destination: &networking.Destination{Host: "db.data.svc.cluster.local"}, Weight: 80},
+				{Destination: &networking.Destination{Host: "cache.data.svc.cluster.local", Port: &networking.PortSelector{Number: 6379}}, Weight: 20},
+			},
+		}},
+	}}}}
+	w := model.NewWorldWithConfig(base.Mesh, base.Services, base.Workloads, cfg)
+	res := generateChecked(t, w, fixtureProxy(w, model.ProxySidecar, "shop", "client-0"))
+	l, _ := byName(res, resourcev3.ListenerType, "0.0.0.0_5432").(*listenerv3.Listener)
+	var tp tcpproxyv3.TcpProxy
+	if err := l.GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(&tp); err != nil {
+		t.Fatal(err)
+	}
+	wc := tp.GetWeightedClusters().GetClusters()
+	if len(wc) != 2 || wc[0].GetName() != "outbound|5432||db.data.svc.cluster.local" || wc[0].GetWeight() != 80 ||
+		wc[1].GetName() != "outbound|6379||cache.data.svc.cluster.local" || wc[1].GetWeight() != 20 {
+		t.Errorf("db chain %v", &tp)
+	}
+	// The cached generator agrees.
+	got, err := NewCache().Generate(w, fixtureProxy(w, model.ProxySidecar, "shop", "client-0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameResources(t, "tcp routes", got, res)
 }

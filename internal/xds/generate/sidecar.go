@@ -45,7 +45,7 @@ func sidecarResources(world *model.World, proxy *model.Proxy) (xds.Resources, er
 	}
 	listeners = append(listeners, l)
 	for _, op := range ports {
-		l, err := sidecarOutboundListener(op, wildcard, fallback)
+		l, err := sidecarOutboundListener(op, wildcard, fallback, tcpRoutes{world, ns})
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,8 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meshplane/meshplane/internal/model"
 )
 
 // virtualOutboundListener takes every connection iptables redirects to
@@ -33,7 +35,10 @@ func virtualOutboundListener(wildcard, fallback string) (*listenerv3.Listener, e
 // the same match). Everything else goes, when HTTP services use the port, to
 // an HttpConnectionManager with RDS route configuration "<port>", else to
 // fallback.
-func sidecarOutboundListener(op outboundPort, wildcard, fallback string) (*listenerv3.Listener, error) {
+//
+// A TCP Service covered by a VirtualService with TCP routes (routes) goes
+// where the first applicable route sends it.
+func sidecarOutboundListener(op outboundPort, wildcard, fallback string, routes tcpRoutes) (*listenerv3.Listener, error) {
 	chains := make([]*listenerv3.FilterChain, 0, len(op.TCP)+1)
 	seen := make(map[string]bool, len(op.TCP)) // prefixes already matched
 	for _, svc := range op.TCP {
@@ -57,7 +62,14 @@ func sidecarOutboundListener(op outboundPort, wildcard, fallback string) (*liste
 			continue
 		}
 		cluster := OutboundClusterName(op.Port, "", svc.Hostname)
-		fc, err := tcpChain(cluster, cluster, &listenerv3.FilterChainMatch{PrefixRanges: ranges})
+		match := &listenerv3.FilterChainMatch{PrefixRanges: ranges}
+		if f, err := routes.filter(svc, op.Port, cluster); err != nil {
+			return nil, err
+		} else if f != nil {
+			chains = append(chains, &listenerv3.FilterChain{Name: cluster, FilterChainMatch: match, Filters: []*listenerv3.Filter{f}})
+			continue
+		}
+		fc, err := tcpChain(cluster, cluster, match)
 		if err != nil {
 			return nil, err
 		}
@@ -138,4 +150,48 @@ func wildcardFor(ip string) string {
 		return "::"
 	}
 	return "0.0.0.0"
+}
+
+// tcpRoutes are the mesh VirtualServices' TCP routes as a client namespace
+// sees them; the zero value has none.
+type tcpRoutes struct {
+	world *model.World
+	ns    string
+}
+
+// usesTCPRoutes reports whether some VirtualService has TCP routes (then a
+// sidecar's listeners depend on its namespace).
+func usesTCPRoutes(world *model.World) bool {
+	for _, vs := range world.Config.VirtualServices {
+		if len(vs.Spec.GetTcp()) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// filter is the tcp_proxy the first TCP route covering svc on port sends
+// to, or nil (the default: svc's own cluster).
+func (r tcpRoutes) filter(svc *model.Service, port int32, stat string) (*listenerv3.Filter, error) {
+	if r.world == nil {
+		return nil, nil
+	}
+	vs := virtualServiceFor(r.world, svc, r.ns)
+	if vs == nil {
+		return nil, nil
+	}
+	client := routeClient{namespace: r.ns}
+	for _, tr := range vs.Spec.GetTcp() {
+		applies := len(tr.GetMatch()) == 0
+		for _, m := range tr.GetMatch() {
+			if (m.GetPort() == 0 || int32(m.GetPort()) == port) && client.boundTo(m.GetGateways(), vs.Namespace) &&
+				(m.GetSourceNamespace() == "" || m.GetSourceNamespace() == r.ns) && len(m.GetSourceLabels()) == 0 {
+				applies = true
+			}
+		}
+		if applies {
+			return tcpRouteFilter(r.world, vs, tr.GetRoute(), port, r.ns, stat)
+		}
+	}
+	return nil, nil
 }
