@@ -291,25 +291,36 @@ func (w *World) SidecarFor(ns string, labels map[string]string) *Sidecar {
 	return fallback
 }
 
-// Scoped returns the world as a proxy under sc sees it: only the Services
-// (and mesh VirtualServices) its egress hosts name, and its outbound
-// traffic policy. Services, workloads and configuration objects are the
-// same pointers.
-func (w *World) Scoped(sc *Sidecar) *World {
+// Scoped returns the world as a proxy under sc sees it; see ScopedFor.
+func (w *World) Scoped(sc *Sidecar) *World { return w.ScopedFor(sc.Namespace, sc) }
+
+// HasExportRestrictions reports whether some Service is exported to some
+// namespaces only (then what a proxy sees depends on its namespace).
+func (w *World) HasExportRestrictions() bool { return w.restrictedExports }
+
+// ScopedFor returns the world as a proxy in namespace ns sees it: only the
+// Services exported to ns, and under a Sidecar sc (may be nil) only those
+// (and the mesh VirtualServices) its egress hosts name, with its outbound
+// traffic policy. It is w itself when nothing is hidden. Services,
+// workloads and configuration objects are the same pointers.
+func (w *World) ScopedFor(ns string, sc *Sidecar) *World {
+	if sc == nil && !w.restrictedExports {
+		return w
+	}
 	var hosts []egressHost
-	for _, eg := range sc.Spec.GetEgress() {
+	for _, eg := range sc.GetSpecEgress() {
 		for _, h := range eg.GetHosts() {
 			if eh, ok := parseEgressHost(h, sc.Namespace); ok {
 				hosts = append(hosts, eh)
 			}
 		}
 	}
-	visible := func(ns, host string) bool {
-		if len(sc.Spec.GetEgress()) == 0 {
+	visible := func(svcNS, host string) bool {
+		if sc == nil || len(sc.Spec.GetEgress()) == 0 {
 			return true // no egress section: everything, as without a Sidecar
 		}
 		for _, eh := range hosts {
-			if eh.matches(ns, host) {
+			if eh.matches(svcNS, host) {
 				return true
 			}
 		}
@@ -317,7 +328,7 @@ func (w *World) Scoped(sc *Sidecar) *World {
 	}
 	services := make([]*Service, 0, len(w.Services))
 	for _, s := range w.Services {
-		if visible(s.Namespace, s.Hostname) {
+		if Exported(s.ExportTo, s.Namespace, ns) && visible(s.Namespace, s.Hostname) {
 			services = append(services, s)
 		}
 	}
@@ -332,7 +343,7 @@ func (w *World) Scoped(sc *Sidecar) *World {
 		}
 	}
 	mesh := w.Mesh
-	if p := sc.Spec.GetOutboundTrafficPolicy(); p != nil {
+	if p := sc.GetSpecOutboundTrafficPolicy(); p != nil {
 		mesh.OutboundAllowAny = p.GetMode() == networking.OutboundTrafficPolicy_ALLOW_ANY
 	}
 	// The ServiceEntries' Services are in services already (or were left
@@ -340,7 +351,25 @@ func (w *World) Scoped(sc *Sidecar) *World {
 	cfg.ServiceEntries = nil
 	scoped := NewWorldWithConfig(mesh, services, w.Workloads, cfg)
 	scoped.Config.ServiceEntries = w.Config.ServiceEntries
+	scoped.restrictedExports = false // already applied
 	return scoped
+}
+
+// GetSpecEgress is sc's egress listeners (sc may be nil).
+func (sc *Sidecar) GetSpecEgress() []*networking.IstioEgressListener {
+	if sc == nil {
+		return nil
+	}
+	return sc.Spec.GetEgress()
+}
+
+// GetSpecOutboundTrafficPolicy is sc's outbound traffic policy (sc may be
+// nil).
+func (sc *Sidecar) GetSpecOutboundTrafficPolicy() *networking.OutboundTrafficPolicy {
+	if sc == nil {
+		return nil
+	}
+	return sc.Spec.GetOutboundTrafficPolicy()
 }
 
 // egressHost is one "namespace/host" entry of a Sidecar's egress.

@@ -70,12 +70,13 @@ type World struct {
 	// Config is the Istio traffic configuration.
 	Config Config
 
-	servicesByHost  map[string]*Service
-	workloadsByIP   map[string]*Workload
-	workloadsByName map[string]*Workload
-	servicesByVIP   map[string]*Service
-	rulesByHost     map[string][]*DestinationRule // exact hosts, resolved
-	wildcardRules   []*DestinationRule            // rules with a wildcard host
+	servicesByHost    map[string]*Service
+	workloadsByIP     map[string]*Workload
+	workloadsByName   map[string]*Workload
+	servicesByVIP     map[string]*Service
+	restrictedExports bool                          // some Service has a restricting ExportTo
+	rulesByHost       map[string][]*DestinationRule // exact hosts, resolved
+	wildcardRules     []*DestinationRule            // rules with a wildcard host
 }
 
 // MeshConfig is the part of the mesh configuration generators need.
@@ -111,6 +112,9 @@ type Service struct {
 	ServiceEntry string
 	// External: a MESH_EXTERNAL ServiceEntry (outside the mesh: no mTLS).
 	External bool
+	// ExportTo restricts the namespaces whose proxies see the Service
+	// (model.Exported); empty: every namespace.
+	ExportTo []string
 }
 
 // Resolution of a ServiceEntry's endpoints.
@@ -209,6 +213,9 @@ func NewWorldWithConfig(mesh MeshConfig, services []*Service, workloads []*Workl
 			return strings.Compare(a.Pod, b.Pod)
 		})
 		w.servicesByHost[s.Hostname] = s
+		if len(s.ExportTo) > 0 && !slices.Contains(s.ExportTo, "*") {
+			w.restrictedExports = true
+		}
 		if s.ClusterIP != "" {
 			w.servicesByVIP[s.ClusterIP] = s
 		}

@@ -93,7 +93,7 @@ func (se *ServiceEntry) build(workloads []*Workload) []*Service {
 		svc := &Service{
 			Name: h, Namespace: se.Namespace, Hostname: h, ClusterIP: vip,
 			Ports: ports, Endpoints: endpoints,
-			Resolution: resolution, ServiceEntry: se.Key(),
+			Resolution: resolution, ServiceEntry: se.Key(), ExportTo: spec.GetExportTo(),
 			External: spec.GetLocation() == networking.ServiceEntry_MESH_EXTERNAL,
 		}
 		if resolution == ResolutionDNS || resolution == ResolutionDNSRoundRobin {

@@ -218,8 +218,8 @@ func (c *Cache) Generate(world *model.World, proxy *model.Proxy) (xds.Resources,
 		return nil, errors.New("generate: nil proxy")
 	}
 	w := c.worldEntry(world)
-	if sc := sidecarScope(world, proxy); sc != nil {
-		w = c.scopedEntry(w, sc)
+	if sc, scoped := proxyScope(world, proxy); scoped {
+		w = c.scopedEntry(w, proxyNamespace(proxy), sc)
 	}
 	var (
 		res xds.Resources
@@ -276,12 +276,21 @@ func (c *Cache) worldEntry(world *model.World) *worldEntry {
 	return w
 }
 
-// scopedEntry is the state of w's world as seen under a Sidecar resource,
-// kept with w (not among the retained worlds): it shares the per-Service
-// entries, and its own per-world lists live as long as w.
-func (c *Cache) scopedEntry(w *worldEntry, sc *model.Sidecar) *worldEntry {
-	v, _ := w.get("scoped\x00"+sc.Key(), func() (any, error) {
-		return &worldEntry{world: w.world.Scoped(sc), keyed: map[string]*lazy[any]{}}, nil
+// scopedEntry is the state of w's world as a proxy in namespace ns under
+// Sidecar sc (may be nil) sees it (model.World.ScopedFor), kept with w (not
+// among the retained worlds): it shares the per-Service entries, and its
+// own per-world lists live as long as w. Without export restrictions the
+// scope depends on the Sidecar only.
+func (c *Cache) scopedEntry(w *worldEntry, ns string, sc *model.Sidecar) *worldEntry {
+	key := "scoped\x00"
+	if sc != nil {
+		key += sc.Key()
+	}
+	if w.world.HasExportRestrictions() {
+		key += "\x00" + ns
+	}
+	v, _ := w.get(key, func() (any, error) {
+		return &worldEntry{world: w.world.ScopedFor(ns, sc), keyed: map[string]*lazy[any]{}}, nil
 	})
 	return v.(*worldEntry)
 }

@@ -60,8 +60,8 @@ func Generate(world *model.World, proxy *model.Proxy) (xds.Resources, error) {
 	if proxy == nil {
 		return nil, errors.New("generate: nil proxy")
 	}
-	if sc := sidecarScope(world, proxy); sc != nil {
-		world = world.Scoped(sc)
+	if sc, scoped := proxyScope(world, proxy); scoped {
+		world = world.ScopedFor(proxyNamespace(proxy), sc)
 	}
 	var (
 		res xds.Resources
@@ -91,17 +91,20 @@ func Generate(world *model.World, proxy *model.Proxy) (xds.Resources, error) {
 	return res, nil
 }
 
-// sidecarScope returns the Sidecar resource that scopes what proxy sees
-// (sidecars and proxyless gRPC clients; gateways are not scoped), or nil.
-func sidecarScope(world *model.World, proxy *model.Proxy) *model.Sidecar {
-	if proxy.Type == model.ProxyRouter || len(world.Config.Sidecars) == 0 {
-		return nil
+// proxyScope reports whether proxy sees less than the whole world: some
+// Service is not exported to its namespace, or a Sidecar resource (the one
+// returned, maybe nil) scopes it (sidecars and proxyless gRPC clients;
+// gateways are not scoped by Sidecars).
+func proxyScope(world *model.World, proxy *model.Proxy) (*model.Sidecar, bool) {
+	var sc *model.Sidecar
+	if proxy.Type != model.ProxyRouter && len(world.Config.Sidecars) > 0 {
+		var labels map[string]string
+		if proxy.Workload != nil {
+			labels = proxy.Workload.Labels
+		}
+		sc = world.SidecarFor(proxyNamespace(proxy), labels)
 	}
-	var labels map[string]string
-	if proxy.Workload != nil {
-		labels = proxy.Workload.Labels
-	}
-	return world.SidecarFor(proxyNamespace(proxy), labels)
+	return sc, sc != nil || world.HasExportRestrictions()
 }
 
 // ResourceName is the xDS name of a generated resource: its name, or for a

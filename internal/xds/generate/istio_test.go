@@ -481,3 +481,32 @@ func TestSidecarTCPRoutes(t *testing.T) {
 	}
 	assertSameResources(t, "tcp routes", got, res)
 }
+
+// TestServiceEntryExportTo: an entry exported to its own namespace only
+// reaches proxies of that namespace.
+func TestServiceEntryExportTo(t *testing.T) {
+	base := fixtureWorld(true)
+	cfg := model.Config{ServiceEntries: []*model.ServiceEntry{{Meta: model.Meta{Name: "private", Namespace: "data"}, Spec: &networking.ServiceEntry{
+		Hosts: []string{"private.example.com"}, ExportTo: []string{"."},
+		Ports:      []*networking.ServicePort{{Number: 443, Name: "tls", Protocol: "TLS"}},
+		Resolution: networking.ServiceEntry_DNS,
+	}}}}
+	w := model.NewWorldWithConfig(base.Mesh, base.Services, base.Workloads, cfg)
+	const cluster = "outbound|443||private.example.com"
+	data := &model.Proxy{ID: "data-sidecar", Type: model.ProxySidecar, Namespace: "data", IP: "10.1.1.5"}
+	shop := fixtureProxy(w, model.ProxySidecar, "shop", "client-0")
+	if byName(generateChecked(t, w, data), resourcev3.ClusterType, cluster) == nil {
+		t.Error("the data namespace does not see its own entry")
+	}
+	if byName(generateChecked(t, w, shop), resourcev3.ClusterType, cluster) != nil {
+		t.Error("the shop namespace sees data's private entry")
+	}
+	c := NewCache()
+	for _, p := range []*model.Proxy{data, shop} {
+		got, err := c.Generate(w, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertSameResources(t, p.ID, got, generateChecked(t, w, p))
+	}
+}
