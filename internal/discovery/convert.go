@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"maps"
 	"net/netip"
 	"slices"
@@ -278,7 +279,8 @@ func cloneLabels(l map[string]string) map[string]string {
 	return maps.Clone(l)
 }
 
-// configMeta is the identity of an Istio config object. A zero creation time
+// configMeta is the identity of an Istio config object or a TLS Secret. A
+// zero creation time
 // (objects from files) is 0, not the Unix time of year 1.
 func configMeta(m *metav1.ObjectMeta) model.Meta {
 	var created int64
@@ -311,4 +313,32 @@ func ServiceEntryFromKube(se *istionetworking.ServiceEntry) *model.ServiceEntry 
 // SidecarFromKube converts a Sidecar; its spec is a copy.
 func SidecarFromKube(sc *istionetworking.Sidecar) *model.Sidecar {
 	return &model.Sidecar{Meta: configMeta(&sc.ObjectMeta), Spec: proto.CloneOf(&sc.Spec)}
+}
+
+// CACertKey is the key of a TLS Secret's optional CA bundle, which a MUTUAL
+// gateway server verifies client certificates with (Istio's convention).
+const CACertKey = "ca.crt"
+
+// CredentialFromSecret converts a kubernetes.io/tls Secret: tls.crt, tls.key
+// and ca.crt become Cert, Key and CA, as copies; other keys are ignored. ok
+// is false for a Secret of any other type (Istio also reads Opaque Secrets
+// with cert/key/cacert keys; meshd does not). Like the API server on write,
+// a stringData entry wins over the data entry of the same key: only a Secret
+// read from a file has stringData.
+func CredentialFromSecret(s *corev1.Secret) (c *model.Credential, ok bool) {
+	if s.Type != corev1.SecretTypeTLS {
+		return nil, false
+	}
+	value := func(key string) []byte {
+		if v, ok := s.StringData[key]; ok {
+			return []byte(v)
+		}
+		return bytes.Clone(s.Data[key])
+	}
+	return &model.Credential{
+		Meta: configMeta(&s.ObjectMeta),
+		Cert: value(corev1.TLSCertKey),
+		Key:  value(corev1.TLSPrivateKeyKey),
+		CA:   value(CACertKey),
+	}, true
 }

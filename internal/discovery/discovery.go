@@ -1,7 +1,7 @@
 // Package discovery keeps meshd's model of the mesh (model.World) in step with
-// Kubernetes. It watches Services, EndpointSlices, Pods, Namespaces and Nodes
-// through a controller-runtime cache and, after every change that matters,
-// publishes a new immutable World and signals Changes.
+// Kubernetes. It watches Services, EndpointSlices, Pods, Namespaces, Nodes and
+// TLS Secrets through a controller-runtime cache and, after every change that
+// matters, publishes a new immutable World and signals Changes.
 //
 // What becomes what:
 //   - a Service → a model.Service (not ExternalName ones; TCP ports only);
@@ -16,16 +16,26 @@
 //     ServiceEntries and Sidecars (read as v1) of namespaces in scope → the
 //     World's Config. When their CRDs are not installed discovery runs
 //     without them and looks again every ConfigRetryInterval, so installing
-//     Istio's CRDs later needs no restart.
+//     Istio's CRDs later needs no restart;
+//   - Secrets of type kubernetes.io/tls of namespaces in scope → the Config's
+//     Credentials, for gateways' credentialName: tls.crt, tls.key and the
+//     optional ca.crt (client CA of MUTUAL servers). Only that type is read,
+//     and listed at all (a field selector): Istio's other convention, an
+//     Opaque Secret with cert, key and cacert keys, is not supported. Every
+//     other key and most metadata are dropped before a Secret enters the
+//     cache.
 //
 // The conversions are pure functions (ServiceFromKube, EndpointsFromSlice,
-// PodFromKube, BuildEndpoint, VirtualServiceFromKube, ...); BuildWorld applies
-// them to a fixed set of objects, for tests and fixtures.
+// PodFromKube, BuildEndpoint, VirtualServiceFromKube, CredentialFromSecret,
+// ...); BuildWorld applies them to a fixed set of objects, for tests and
+// fixtures.
 //
 // meshd needs get, list and watch on services, endpointslices
-// (discovery.k8s.io), pods, namespaces and nodes, and on virtualservices,
-// destinationrules, gateways, serviceentries and sidecars
-// (networking.istio.io), cluster-wide.
+// (discovery.k8s.io), pods, namespaces, nodes and secrets, and on
+// virtualservices, destinationrules, gateways, serviceentries and sidecars
+// (networking.istio.io), cluster-wide. RBAC cannot narrow secrets by type;
+// the field selector keeps other Secrets out of meshd's memory, not out of
+// its permissions.
 package discovery
 
 import (
@@ -132,6 +142,9 @@ func New(cfg *rest.Config, opts Options) (*Discovery, error) {
 				fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
 				fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed)),
 			)},
+			// Gateways serve TLS Secrets only; the API server filters by
+			// type, so no other Secret's data ever reaches meshd.
+			&corev1.Secret{}: {Field: fields.OneTermEqualSelector("type", string(corev1.SecretTypeTLS))},
 		},
 	})
 	if err != nil {
@@ -213,6 +226,11 @@ func clusterWatches() []watchSpec {
 				x.upsertNode(m.Name, m.Labels)
 			}
 		}, func(x *index, k objKey) { x.deleteNode(k.name) }},
+		{"Secret", &corev1.Secret{}, func(x *index, o any) {
+			if s, ok := o.(*corev1.Secret); ok {
+				x.upsertSecret(s)
+			}
+		}, (*index).deleteSecret},
 	}
 }
 
@@ -399,7 +417,7 @@ func (d *Discovery) rebuild() {
 	}
 	d.log.V(1).Info("World rebuilt", "services", len(w.Services), "workloads", len(w.Workloads),
 		"virtualServices", len(w.Config.VirtualServices), "destinationRules", len(w.Config.DestinationRules),
-		"duration", time.Since(start))
+		"credentials", len(w.Config.Credentials), "duration", time.Since(start))
 	signal(d.changes)
 }
 
@@ -437,9 +455,10 @@ func (d *Discovery) SetMesh(mesh model.MeshConfig, selectors []metav1.LabelSelec
 
 // BuildWorld converts a fixed set of objects (*corev1.Service,
 // *discoveryv1.EndpointSlice, *corev1.Pod, *corev1.Namespace, *corev1.Node,
-// and the networking.istio.io/v1 *VirtualService, *DestinationRule, *Gateway,
-// *ServiceEntry and *Sidecar of istio.io/client-go) into a World exactly as
-// Discovery would. For tests and fixtures.
+// *corev1.Secret, and the networking.istio.io/v1 *VirtualService,
+// *DestinationRule, *Gateway, *ServiceEntry and *Sidecar of
+// istio.io/client-go) into a World exactly as Discovery would: Secrets not of
+// type kubernetes.io/tls are accepted and ignored. For tests and fixtures.
 func BuildWorld(opts Options, objs ...runtime.Object) (*model.World, error) {
 	selectors, err := compileSelectors(opts.DiscoverySelectors)
 	if err != nil {
@@ -458,6 +477,8 @@ func BuildWorld(opts Options, objs ...runtime.Object) (*model.World, error) {
 			x.upsertNamespace(&o.ObjectMeta)
 		case *corev1.Node:
 			x.upsertNode(o.Name, o.Labels)
+		case *corev1.Secret:
+			x.upsertSecret(o)
 		default:
 			if !x.upsertConfig(o) {
 				return nil, fmt.Errorf("discovery: BuildWorld: unsupported object %T", o)
@@ -471,7 +492,9 @@ func BuildWorld(opts Options, objs ...runtime.Object) (*model.World, error) {
 // cache: managed fields everywhere, and most of a pod and of the Namespace and
 // Node metadata. Pods dominate a cluster's objects; a trimmed one is a small
 // fraction of the original. Of Istio objects only identity and spec are kept:
-// a `kubectl apply`'d one carries its whole self again in an annotation.
+// a `kubectl apply`'d one carries its whole self again in an annotation. Of a
+// Secret only identity, type and the keys of a credential are kept: the rest
+// may be large, and key material meshd does not use is better not held.
 // Idempotent, as client-go requires.
 func trimObject(in any) (any, error) {
 	switch o := in.(type) {
@@ -495,6 +518,13 @@ func trimObject(in any) (any, error) {
 		o.ObjectMeta = configObjectMeta(&o.ObjectMeta)
 		proto.Reset(&o.Status)
 		return o, nil
+	case *corev1.Secret:
+		return &corev1.Secret{
+			TypeMeta:   o.TypeMeta,
+			ObjectMeta: configObjectMeta(&o.ObjectMeta),
+			Type:       o.Type,
+			Data:       credentialData(o.Data),
+		}, nil
 	case *corev1.Pod:
 		return &corev1.Pod{
 			TypeMeta: o.TypeMeta,
@@ -530,8 +560,23 @@ func trimObject(in any) (any, error) {
 	return in, nil
 }
 
-// configObjectMeta is the part of an Istio object's metadata discovery reads,
-// plus what the informer needs.
+// credentialData is the part of a Secret's data CredentialFromSecret reads;
+// nil when there is none of it.
+func credentialData(data map[string][]byte) map[string][]byte {
+	var out map[string][]byte
+	for _, k := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey, CACertKey} {
+		if v, ok := data[k]; ok {
+			if out == nil {
+				out = make(map[string][]byte, 3)
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// configObjectMeta is the part of an Istio object's or a Secret's metadata
+// discovery reads, plus what the informer needs.
 func configObjectMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name:              m.Name,

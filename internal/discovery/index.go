@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"maps"
@@ -51,6 +52,12 @@ type sliceEntry struct {
 // (model.SameConfig). An update that leaves an object's identity, generation
 // and spec as they were (a status write, a resync) changes nothing.
 //
+// TLS Secrets (credentials) are kept the same way, by key: their map in the
+// World is rebuilt only when one in scope changed its bytes (or the scope
+// changed), so the map, like every *model.Credential in it, is shared by
+// Worlds until then. Secret churn never rebuilds the config lists, nor the
+// reverse.
+//
 // Objects of every namespace are kept; the discovery selectors only decide
 // which namespaces' Services, workloads and config enter the World. A
 // namespace entering or leaving scope therefore costs no relist, just a new
@@ -95,9 +102,13 @@ type index struct {
 	gateways         configKind[model.Gateway]
 	serviceEntries   configKind[model.ServiceEntry]
 	sidecars         configKind[model.Sidecar]
-	// config is the in-scope config last built; configDirty means "rebuild".
-	config      model.Config
-	configDirty bool
+	// credentials of TLS Secrets of every namespace, by key.
+	credentials configKind[model.Credential]
+	// config is the in-scope config last built; configDirty means "rebuild
+	// its lists", credentialsDirty "rebuild its Credentials".
+	config           model.Config
+	configDirty      bool
+	credentialsDirty bool
 
 	// changed: the next build must produce a new World.
 	changed bool
@@ -138,8 +149,12 @@ func newIndex(mesh model.MeshConfig, selectors []labels.Selector) *index {
 		sidecars: newConfigKind(func(a, b *model.Sidecar) bool {
 			return a.Meta == b.Meta && proto.Equal(a.Spec, b.Spec)
 		}),
-		configDirty: true,
-		changed:     true,
+		credentials: newConfigKind(func(a, b *model.Credential) bool {
+			return a.Meta == b.Meta && bytes.Equal(a.Cert, b.Cert) && bytes.Equal(a.Key, b.Key) && bytes.Equal(a.CA, b.CA)
+		}),
+		configDirty:      true,
+		credentialsDirty: true,
+		changed:          true,
 	}
 }
 
@@ -210,7 +225,7 @@ func (x *index) setMesh(mesh model.MeshConfig, selectors []labels.Selector) {
 	// Scope may have changed anywhere; recomputing the orders is O(n log n),
 	// as is the World itself.
 	x.serviceOrder, x.workloadOrder = nil, nil
-	x.configDirty = true
+	x.configDirty, x.credentialsDirty = true, true
 	x.changed = true
 }
 
@@ -233,7 +248,7 @@ func (x *index) setScope(ns string, in bool) {
 		return
 	}
 	x.serviceOrder, x.workloadOrder = nil, nil
-	x.configDirty = true
+	x.configDirty, x.credentialsDirty = true, true
 	x.changed = true
 }
 
@@ -519,7 +534,34 @@ func (x *index) configChanged(ns string, changed bool) {
 	}
 }
 
-// configKind holds the converted objects of one Istio kind.
+// upsertSecret records a TLS Secret's credential. A Secret of another type
+// counts as deleted; only BuildWorld sees one, as Discovery lists TLS Secrets
+// only and a Secret's type is immutable.
+func (x *index) upsertSecret(s *corev1.Secret) {
+	k := objKey{s.Namespace, s.Name}
+	c, ok := CredentialFromSecret(s)
+	if !ok {
+		x.deleteSecret(k)
+		return
+	}
+	x.credentialsChanged(k.ns, x.credentials.put(k, c))
+}
+
+func (x *index) deleteSecret(k objKey) {
+	x.credentialsChanged(k.ns, x.credentials.remove(k))
+}
+
+// credentialsChanged records whether a credential of namespace ns changed;
+// out of scope it does not matter until the namespace enters scope.
+func (x *index) credentialsChanged(ns string, changed bool) {
+	if changed && x.scoped(ns) {
+		x.credentialsDirty = true
+		x.changed = true
+	}
+}
+
+// configKind holds the converted objects of one Istio kind, or the
+// credentials of TLS Secrets.
 type configKind[T any] struct {
 	objs map[objKey]*T
 	// same reports whether two versions of an object are interchangeable.
@@ -567,6 +609,22 @@ func (c *configKind[T]) inScope(scoped func(ns string) bool) []*T {
 	out := make([]*T, len(keys))
 	for i, k := range keys {
 		out[i] = c.objs[k]
+	}
+	return out
+}
+
+// inScopeByKey maps the objects of namespaces in scope by namespace/name;
+// nil when there are none.
+func (c *configKind[T]) inScopeByKey(scoped func(ns string) bool) map[string]*T {
+	var out map[string]*T
+	for k, v := range c.objs {
+		if !scoped(k.ns) {
+			continue
+		}
+		if out == nil {
+			out = map[string]*T{}
+		}
+		out[k.String()] = v
 	}
 	return out
 }
@@ -619,8 +677,14 @@ func (x *index) build() *model.World {
 			Gateways:         x.gateways.inScope(x.scoped),
 			ServiceEntries:   x.serviceEntries.inScope(x.scoped),
 			Sidecars:         x.sidecars.inScope(x.scoped),
+			Credentials:      x.config.Credentials,
 		}
 		x.configDirty = false
+	}
+	if x.credentialsDirty {
+		// A new map: the previous one belongs to Worlds already handed out.
+		x.config.Credentials = x.credentials.inScopeByKey(x.scoped)
+		x.credentialsDirty = false
 	}
 	// Every input is already in NewWorld's order, so its sorting reads and
 	// never writes: the Services and config lists shared with earlier Worlds

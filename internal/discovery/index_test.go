@@ -3,6 +3,7 @@ package discovery
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -62,6 +63,10 @@ func dumpConfig(t testing.TB, c *model.Config) []string {
 	}
 	for _, o := range c.Sidecars {
 		add("Sidecar", o.Meta, o.Spec)
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Credentials)) {
+		o := c.Credentials[k]
+		out = append(out, fmt.Sprintf("Credential %s %+v cert=%q key=%q ca=%q", k, o.Meta, o.Cert, o.Key, o.CA))
 	}
 	return out
 }
@@ -210,18 +215,27 @@ func (u *universe) step() {
 		name := fmt.Sprintf("c%d", r.IntN(2))
 		host := fmt.Sprintf("s%d", r.IntN(3))
 		gen := int64(1 + r.IntN(2))
-		switch r.IntN(5) {
+		switch r.IntN(6) {
 		case 0, 1:
 			key = "vs/" + ns + "/" + name
 			obj = testVirtualService(ns, name, host, gen)
 		case 2, 3:
 			key = "dr/" + ns + "/" + name
 			obj = testDestinationRule(ns, name, host, gen)
-		default:
+		case 4:
 			key = "se/" + ns + "/" + name
 			se := &istionetworking.ServiceEntry{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Generation: gen}}
 			se.Spec.Hosts = []string{host + ".example.com"}
 			obj = se
+		default:
+			// Either type under one key: an Opaque Secret stands for a
+			// credential's deletion.
+			key = "secret/" + ns + "/" + name
+			secretType := corev1.SecretTypeTLS
+			if r.IntN(4) == 0 {
+				secretType = corev1.SecretTypeOpaque
+			}
+			obj = testSecret(ns, name, secretType, "cert-"+host)
 		}
 		u.configEvents++
 	}
@@ -243,6 +257,8 @@ func (u *universe) step() {
 			u.x.deleteNamespace(k.name)
 		case *corev1.Node:
 			u.x.deleteNode(k.name)
+		case *corev1.Secret:
+			u.x.deleteSecret(k)
 		default:
 			u.x.deleteConfig(obj, k)
 		}
@@ -260,6 +276,8 @@ func (u *universe) step() {
 		u.x.upsertNamespace(&o.ObjectMeta)
 	case *corev1.Node:
 		u.x.upsertNode(o.Name, o.Labels)
+	case *corev1.Secret:
+		u.x.upsertSecret(o)
 	default:
 		if !u.x.upsertConfig(o) {
 			panic(fmt.Sprintf("universe made a %T", o))
@@ -279,6 +297,8 @@ func metaOf(o runtime.Object) (*metav1.ObjectMeta, bool) {
 		return &o.ObjectMeta, true
 	case *corev1.Node:
 		return &o.ObjectMeta, true
+	case *corev1.Secret:
+		return &o.ObjectMeta, true
 	case *istionetworking.VirtualService:
 		return &o.ObjectMeta, true
 	case *istionetworking.DestinationRule:
@@ -296,7 +316,7 @@ func metaOf(o runtime.Object) (*metav1.ObjectMeta, bool) {
 // touched no config, namespace or selector share their config objects.
 func TestIncrementalMatchesFullBuild(t *testing.T) {
 	mesh := model.MeshConfig{TrustDomain: "td"}
-	worldsWithConfig := 0
+	worldsWithConfig, worldsWithCredentials := 0, 0
 	for seed := range uint64(40) {
 		u := &universe{
 			rnd:     rand.New(rand.NewPCG(seed, 7)),
@@ -347,6 +367,9 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 			if len(got.Config.VirtualServices)+len(got.Config.DestinationRules)+len(got.Config.ServiceEntries) > 0 {
 				worldsWithConfig++
 			}
+			if len(got.Config.Credentials) > 0 {
+				worldsWithCredentials++
+			}
 			if len(worlds) == 0 || worlds[len(worlds)-1].w != got {
 				worlds = append(worlds, handedOut{got, gotDump})
 			}
@@ -360,8 +383,8 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 			t.Fatalf("seed %d: no pair of builds without a config event; the sharing check never ran", seed)
 		}
 	}
-	if worldsWithConfig == 0 {
-		t.Fatal("no World had config in it; the comparison covered none")
+	if worldsWithConfig == 0 || worldsWithCredentials == 0 {
+		t.Fatalf("%d Worlds had config in them, %d credentials; the comparison must cover both", worldsWithConfig, worldsWithCredentials)
 	}
 }
 
