@@ -1,4 +1,5 @@
-// Command meshctl checks Meshplane and Istio configuration files; see `meshctl --help`.
+// Command meshctl checks Meshplane and Istio configuration files and renders the xDS
+// configuration meshd would push to a proxy; see `meshctl --help`.
 package main
 
 import (

@@ -68,7 +68,7 @@ func (o *analyzeOptions) run(stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(o.files) == 0 {
 		return fmt.Errorf(`nothing to analyze: give files or directories with -f (or "-f -" for standard input)`)
 	}
-	loaded, err := o.load(stdin)
+	loaded, err := loadInput(o.files, o.namespace, stdin)
 	if err != nil {
 		return err
 	}
@@ -88,10 +88,12 @@ func (o *analyzeOptions) run(stdin io.Reader, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func (o *analyzeOptions) load(stdin io.Reader) (*config.Result, error) {
-	opts := config.Options{DefaultNamespace: o.namespace}
+// loadInput reads every file or directory of files ("-" is stdin), in the order given.
+// The error is for input that cannot be read; problems with the content are in the result.
+func loadInput(files []string, namespace string, stdin io.Reader) (*config.Result, error) {
+	opts := config.Options{DefaultNamespace: namespace}
 	all := &config.Result{}
-	for _, path := range o.files {
+	for _, path := range files {
 		var result *config.Result
 		if path == stdinName {
 			data, err := io.ReadAll(stdin)

@@ -15,7 +15,7 @@ import (
 const (
 	// ExitOK: the command succeeded; for analyze, no errors were found (warnings are allowed).
 	ExitOK = 0
-	// ExitFindings: analyze found errors.
+	// ExitFindings: analyze found errors; render refused input with errors or left a resource out.
 	ExitFindings = 1
 	// ExitUsage: wrong flags or arguments, or input that could not be read.
 	ExitUsage = 2
@@ -30,17 +30,18 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit code %d", e.code) 
 func NewRootCommand(version string, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "meshctl",
-		Short: "Check Meshplane and Istio configuration",
+		Short: "Check Meshplane and Istio configuration, and see what proxies would receive",
 		Long: `meshctl works with the configuration of a Meshplane mesh: Istio networking objects
 (VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar) and the Kubernetes Services and
-workloads they route to, read from files.`,
+workloads they route to, read from files. analyze finds mistakes in them; render prints the xDS
+configuration meshd would push to a proxy.`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newAnalyzeCommand())
+	root.AddCommand(newAnalyzeCommand(), newRenderCommand())
 	return root
 }
 
