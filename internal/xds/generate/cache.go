@@ -575,9 +575,12 @@ func (c *Cache) grpcResources(w *worldEntry, proxy *model.Proxy) (xds.Resources,
 	if err != nil {
 		return nil, err
 	}
-	v, err := w.get("grpc-client\x00"+ns, func() (any, error) {
+	client := routeClient{namespace: ns, grpc: true}
+	if usesSourceLabels(w.world) && proxy.Workload != nil {
+		client.labels = proxy.Workload.Labels
+	}
+	v, err := w.get("grpc-client\x00"+ns+"\x00"+labelsKey(client.labels), func() (any, error) {
 		var listeners, routes []types.Resource
-		client := routeClient{namespace: ns, grpc: true}
 		for _, e := range c.entries(w.world) {
 			if grpcSkips(e.svc) {
 				continue
@@ -606,7 +609,7 @@ func (c *Cache) grpcResources(w *worldEntry, proxy *model.Proxy) (xds.Resources,
 	if err != nil {
 		return nil, err
 	}
-	client := v.([2][]types.Resource)
+	clientSide := v.([2][]types.Resource)
 
 	ip := proxyIP(proxy)
 	serverPorts := workloadPorts(w.world, ip)
@@ -625,8 +628,8 @@ func (c *Cache) grpcResources(w *worldEntry, proxy *model.Proxy) (xds.Resources,
 	return xds.Resources{
 		resourcev3.ClusterType:  slices.Clone(clusters),
 		resourcev3.EndpointType: slices.Clone(endpoints),
-		resourcev3.ListenerType: mergeSorted(client[0], server),
-		resourcev3.RouteType:    slices.Clone(client[1]),
+		resourcev3.ListenerType: mergeSorted(clientSide[0], server),
+		resourcev3.RouteType:    slices.Clone(clientSide[1]),
 	}, nil
 }
 

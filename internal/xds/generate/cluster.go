@@ -1,9 +1,13 @@
 package generate
 
 import (
+	"math"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshplane/meshplane/internal/model"
 )
@@ -60,7 +64,22 @@ func outboundCluster(svc *model.Service, port model.ServicePort) *clusterv3.Clus
 	if port.Protocol == model.ProtocolHTTP2 || port.Protocol == model.ProtocolGRPC {
 		c.TypedExtensionProtocolOptions = http2Options
 	}
+	c.CircuitBreakers = defaultCircuitBreakers
 	return c
+}
+
+// defaultCircuitBreakers lift Envoy's default limits (1024 connections,
+// pending and active requests, 3 concurrent retries), which would throttle a
+// busy service with no DestinationRule asking for it, as Istio does.
+var defaultCircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{defaultThresholds}}
+
+var defaultThresholds = &clusterv3.CircuitBreakers_Thresholds{
+	Priority:           corev3.RoutingPriority_DEFAULT,
+	MaxConnections:     wrapperspb.UInt32(math.MaxUint32),
+	MaxPendingRequests: wrapperspb.UInt32(math.MaxUint32),
+	MaxRequests:        wrapperspb.UInt32(math.MaxUint32),
+	MaxRetries:         wrapperspb.UInt32(math.MaxUint32),
+	TrackRemaining:     true,
 }
 
 // hasEndpoints reports whether an Envoy's cluster for svc uses EDS, i.e.

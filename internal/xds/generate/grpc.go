@@ -40,6 +40,9 @@ func grpcResources(world *model.World, proxy *model.Proxy) (xds.Resources, error
 	routes := make([]types.Resource, 0, nHosts)
 
 	client := routeClient{namespace: ns, grpc: true}
+	if usesSourceLabels(world) && proxy.Workload != nil {
+		client.labels = proxy.Workload.Labels
+	}
 	for _, svc := range world.Services {
 		if grpcSkips(svc) {
 			continue

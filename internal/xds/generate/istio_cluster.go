@@ -192,19 +192,23 @@ func withPolicy(c *clusterv3.Cluster, p policy, grpc bool) *clusterv3.Cluster {
 		}
 	}
 	if pool := p.pool; pool != nil {
+		// Limits the pool sets replace the defaults (Envoy's for gRPC, the
+		// lifted ones for Envoy clusters); the others stay.
 		th := &clusterv3.CircuitBreakers_Thresholds{Priority: corev3.RoutingPriority_DEFAULT}
-		set := false
-		u32 := func(v int32) *wrapperspb.UInt32Value {
-			if v <= 0 {
-				return nil
-			}
-			set = true
-			return wrapperspb.UInt32(uint32(v))
+		if ths := c.GetCircuitBreakers().GetThresholds(); len(ths) > 0 {
+			th = proto.Clone(ths[0]).(*clusterv3.CircuitBreakers_Thresholds)
 		}
-		th.MaxConnections = u32(pool.GetTcp().GetMaxConnections())
-		th.MaxPendingRequests = u32(pool.GetHttp().GetHttp1MaxPendingRequests())
-		th.MaxRequests = u32(pool.GetHttp().GetHttp2MaxRequests())
-		th.MaxRetries = u32(pool.GetHttp().GetMaxRetries())
+		set := false
+		limit := func(dst **wrapperspb.UInt32Value, v int32) {
+			if v > 0 {
+				*dst = wrapperspb.UInt32(uint32(v))
+				set = true
+			}
+		}
+		limit(&th.MaxConnections, pool.GetTcp().GetMaxConnections())
+		limit(&th.MaxPendingRequests, pool.GetHttp().GetHttp1MaxPendingRequests())
+		limit(&th.MaxRequests, pool.GetHttp().GetHttp2MaxRequests())
+		limit(&th.MaxRetries, pool.GetHttp().GetMaxRetries())
 		if set {
 			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
 		}
@@ -229,8 +233,10 @@ func withPolicy(c *clusterv3.Cluster, p policy, grpc bool) *clusterv3.Cluster {
 	}
 	if od := p.outlier; od != nil {
 		c.OutlierDetection = outlierDetection(od)
-		if mh := od.GetMinHealthPercent(); mh > 0 && !grpc {
-			c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: float64(mh)}}
+		if !grpc {
+			// minHealthPercent defaults to 0 (no panic mode), not Envoy's
+			// 50%: with few pods, panic would send to ejected ones.
+			c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: float64(max(od.GetMinHealthPercent(), 0))}}
 		}
 	}
 	return c
@@ -246,13 +252,12 @@ func outlierDetection(od *networking.OutlierDetection) *clusterv3.OutlierDetecti
 		five = wrapperspb.UInt32(uint32(od.GetConsecutiveErrors()))
 	}
 	if five != nil {
+		// Unset keeps Envoy's defaults (5, enforced), as the API documents.
 		out.Consecutive_5Xx = wrapperspb.UInt32(five.GetValue())
 		out.EnforcingConsecutive_5Xx = wrapperspb.UInt32(100)
 		if five.GetValue() == 0 {
 			out.EnforcingConsecutive_5Xx = wrapperspb.UInt32(0)
 		}
-	} else {
-		out.EnforcingConsecutive_5Xx = wrapperspb.UInt32(0)
 	}
 	if g := od.GetConsecutiveGatewayErrors(); g != nil {
 		out.ConsecutiveGatewayFailure = wrapperspb.UInt32(g.GetValue())

@@ -2,6 +2,7 @@ package generate
 
 import (
 	"maps"
+	"strconv"
 	"slices"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	commonfaultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc/codes"
@@ -412,8 +414,11 @@ func routeAction(world *model.World, vs *model.VirtualService, hr *networking.HT
 	} else {
 		ra.Timeout = timeout
 	}
-	if rp := retryPolicy(hr.GetRetries()); rp != nil {
+	switch rp := retryPolicy(hr.GetRetries()); {
+	case rp != nil:
 		ra.RetryPolicy = rp
+	case hr.GetRetries() == nil && !client.grpc:
+		ra.RetryPolicy = defaultRetryPolicy
 	}
 	if !client.grpc {
 		ra.RequestMirrorPolicies = mirrorPolicies(world, vs, hr, svc, port, client.namespace)
@@ -540,29 +545,77 @@ func redirectAction(rd *networking.HTTPRedirect) *routev3.RedirectAction {
 	return a
 }
 
+// defaultRetryPolicy is what an Envoy route gets when its VirtualService
+// says nothing about retries (or there is none), as Istio does: two
+// retries of connection failures, refused streams and 503s, each on
+// another host when there is one. "retries: {attempts: 0}" turns it off.
+// Proxyless gRPC clients get no default (grpc-go's own policy applies).
+var defaultRetryPolicy = &routev3.RetryPolicy{
+	RetryOn:              defaultRetryOn,
+	NumRetries:           wrapperspb.UInt32(2),
+	RetriableStatusCodes: []uint32{503},
+	RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
+		Name:       "envoy.retry_host_predicates.previous_hosts",
+		ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustPack(&previoushostsv3.PreviousHostsPredicate{})},
+	}},
+	HostSelectionRetryMaxAttempts: 5,
+}
+
+// retryConditions splits Istio's retryOn into Envoy's retry_on and
+// retriable_status_codes: numeric entries are status codes (and turn on
+// retriable-status-codes); empty is Istio's default, which retries 503s.
+func retryConditions(retryOn string) (string, []uint32) {
+	if retryOn == "" {
+		return defaultRetryOn, []uint32{503}
+	}
+	var conds []string
+	var codes []uint32
+	for _, c := range strings.Split(retryOn, ",") {
+		c = strings.TrimSpace(c)
+		if n, err := strconv.ParseUint(c, 10, 32); err == nil {
+			codes = append(codes, uint32(n))
+			continue
+		}
+		if c != "" && !slices.Contains(conds, c) {
+			conds = append(conds, c)
+		}
+	}
+	if len(codes) > 0 && !slices.Contains(conds, "retriable-status-codes") {
+		conds = append(conds, "retriable-status-codes")
+	}
+	return strings.Join(conds, ","), codes
+}
+
 // retryPolicy is nil when retries are unset or attempts is 0 (retries off).
 func retryPolicy(r *networking.HTTPRetry) *routev3.RetryPolicy {
 	if r == nil || r.GetAttempts() <= 0 {
 		return nil
 	}
-	retryOn := r.GetRetryOn()
-	if retryOn == "" {
-		retryOn = defaultRetryOn
-	}
-	rp := &routev3.RetryPolicy{RetryOn: retryOn, NumRetries: wrapperspb.UInt32(uint32(r.GetAttempts()))}
+	rp := &routev3.RetryPolicy{NumRetries: wrapperspb.UInt32(uint32(r.GetAttempts()))}
+	rp.RetryOn, rp.RetriableStatusCodes = retryConditions(r.GetRetryOn())
 	if t := r.GetPerTryTimeout(); t != nil {
 		rp.PerTryTimeout = durationpb.New(t.AsDuration())
 	}
 	return rp
 }
 
-// fractionOf converts an Istio percentage (0–100, nil = 100) to Envoy's.
+// fractionOf converts an Istio percentage (0–100, nil = 100, as for
+// mirrors) to Envoy's.
 func fractionOf(p *networking.Percent) *typev3.FractionalPercent {
 	v := 100.0
 	if p != nil {
 		v = p.GetValue()
 	}
 	return &typev3.FractionalPercent{Numerator: uint32(v*10000 + 0.5), Denominator: typev3.FractionalPercent_MILLION}
+}
+
+// faultFraction is a fault's share of requests: its percentage, else the
+// deprecated integer percent; unspecified means none, as the API says.
+func faultFraction(p *networking.Percent, deprecatedPercent int32) *typev3.FractionalPercent {
+	if p == nil {
+		return &typev3.FractionalPercent{Numerator: uint32(max(deprecatedPercent, 0)) * 10000, Denominator: typev3.FractionalPercent_MILLION}
+	}
+	return fractionOf(p)
 }
 
 func faultConfig(f *networking.HTTPFaultInjection) *faultv3.HTTPFault {
@@ -573,11 +626,11 @@ func faultConfig(f *networking.HTTPFaultInjection) *faultv3.HTTPFault {
 	if d := f.GetDelay(); d != nil && d.GetFixedDelay() != nil {
 		out.Delay = &commonfaultv3.FaultDelay{
 			FaultDelaySecifier: &commonfaultv3.FaultDelay_FixedDelay{FixedDelay: durationpb.New(d.GetFixedDelay().AsDuration())},
-			Percentage:         fractionOf(d.GetPercentage()),
+			Percentage:         faultFraction(d.GetPercentage(), d.GetPercent()),
 		}
 	}
 	if a := f.GetAbort(); a != nil {
-		abort := &faultv3.FaultAbort{Percentage: fractionOf(a.GetPercentage())}
+		abort := &faultv3.FaultAbort{Percentage: faultFraction(a.GetPercentage(), 0)}
 		switch {
 		case a.GetHttpStatus() != 0:
 			abort.ErrorType = &faultv3.FaultAbort_HttpStatus{HttpStatus: uint32(a.GetHttpStatus())}

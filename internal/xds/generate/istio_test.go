@@ -14,6 +14,7 @@ import (
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1"
 
 	"github.com/meshplane/meshplane/internal/model"
@@ -509,4 +510,82 @@ func TestServiceEntryExportTo(t *testing.T) {
 		}
 		assertSameResources(t, p.ID, got, generateChecked(t, w, p))
 	}
+}
+
+// TestIstioDefaults: what Istio does where the configuration is silent. A
+// route without retries gets two retries (none for gRPC clients, and none
+// with attempts 0); numeric retryOn entries are status codes; a fault
+// without a percentage injects nothing; clusters lift Envoy's circuit
+// breaker defaults; outlier detection without consecutive5xxErrors keeps
+// Envoy's and disables panic mode; a TLS ServiceEntry host without
+// addresses is matched by SNI; gRPC clients match sourceLabels too.
+func TestIstioDefaults(t *testing.T) {
+	w := istioWorld()
+	res := generateChecked(t, w, fixtureProxy(w, model.ProxySidecar, "shop", "client-0"))
+	def := vhostRoutes(t, res, "80", "ingress.mesh-gateways.svc.cluster.local:80")[0].GetRoute().GetRetryPolicy()
+	if def.GetNumRetries().GetValue() != 2 || !slices.Equal(def.GetRetriableStatusCodes(), []uint32{503}) || len(def.GetRetryHostPredicate()) != 1 {
+		t.Errorf("default route retries %v", def)
+	}
+	if rp := vhostRoutes(t, res, "80", "web.shop.svc.cluster.local:80")[0].GetRoute().GetRetryPolicy(); rp != def {
+		t.Errorf("a VirtualService route without retries: %v", rp)
+	}
+	g := generateChecked(t, w, fixtureProxy(w, model.ProxyGRPC, "shop", "client-0"))
+	if rp := vhostRoutes(t, g, "greeter.shop.svc.cluster.local:50051", "greeter.shop.svc.cluster.local:50051")[0].GetRoute().GetRetryPolicy(); rp != nil {
+		t.Errorf("gRPC default retries %v", rp)
+	}
+	if on, codes := retryConditions("5xx,503,gateway-error,504"); on != "5xx,gateway-error,retriable-status-codes" || !slices.Equal(codes, []uint32{503, 504}) {
+		t.Errorf("retryConditions: %q %v", on, codes)
+	}
+	if f := faultConfig(&networking.HTTPFaultInjection{Abort: &networking.HTTPFaultInjection_Abort{ErrorType: &networking.HTTPFaultInjection_Abort_HttpStatus{HttpStatus: 500}}}); f.GetAbort().GetPercentage().GetNumerator() != 0 {
+		t.Errorf("abort without percentage: %v", f)
+	}
+	db, _ := byName(res, resourcev3.ClusterType, "outbound|5432||db.data.svc.cluster.local").(*clusterv3.Cluster)
+	if th := db.GetCircuitBreakers().GetThresholds(); len(th) != 1 || th[0].GetMaxRequests().GetValue() != 1<<32-1 {
+		t.Errorf("default circuit breakers %v", th)
+	}
+	web, _ := byName(res, resourcev3.ClusterType, "outbound|80||web.shop.svc.cluster.local").(*clusterv3.Cluster)
+	if th := web.GetCircuitBreakers().GetThresholds()[0]; th.GetMaxConnections().GetValue() != 100 || th.GetMaxRetries().GetValue() != 1<<32-1 {
+		t.Errorf("rule circuit breakers keep the lifted defaults for what they do not set: %v", th)
+	}
+	if p := web.GetCommonLbConfig().GetHealthyPanicThreshold(); p == nil || p.GetValue() != 0 {
+		t.Errorf("panic threshold %v, want 0", p)
+	}
+	od := outlierDetection(&networking.OutlierDetection{ConsecutiveGatewayErrors: wrapperspb.UInt32(3)})
+	if od.GetConsecutive_5Xx() != nil || od.GetEnforcingConsecutive_5Xx() != nil || od.GetEnforcingConsecutiveGatewayFailure().GetValue() != 100 {
+		t.Errorf("gateway-errors-only outlier detection %v", od)
+	}
+	l, _ := byName(res, resourcev3.ListenerType, "0.0.0.0_443").(*listenerv3.Listener)
+	var sni bool
+	for _, fc := range l.GetFilterChains() {
+		if slices.Equal(fc.GetFilterChainMatch().GetServerNames(), []string{"api.example.com"}) {
+			sni = true
+		}
+	}
+	if !sni || len(l.GetListenerFilters()) != 1 {
+		t.Errorf("no SNI chain for api.example.com on 443: %v", l)
+	}
+
+	// sourceLabels for a gRPC client: the canary route applies to it only.
+	base := fixtureWorld(true)
+	sw := model.NewWorldWithConfig(base.Mesh, base.Services, base.Workloads, model.Config{VirtualServices: []*model.VirtualService{{
+		Meta: model.Meta{Name: "greeter-canary", Namespace: "shop"}, Spec: &networking.VirtualService{
+			Hosts: []string{"greeter"},
+			Http: []*networking.HTTPRoute{{
+				Match: []*networking.HTTPMatchRequest{{SourceLabels: map[string]string{"app": "canary-client"}}},
+				Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "greeter"}}},
+			}},
+		}}}})
+	canary := &model.Proxy{ID: "canary-grpc", Type: model.ProxyGRPC, Namespace: "shop", IP: "10.1.9.8",
+		Workload: &model.Workload{Name: "c", Namespace: "shop", IP: "10.1.9.8", Labels: map[string]string{"app": "canary-client"}}}
+	const name = "greeter.shop.svc.cluster.local:50051"
+	routes := vhostRoutes(t, generateChecked(t, sw, canary), name, name)
+	plain := vhostRoutes(t, generateChecked(t, sw, fixtureProxy(sw, model.ProxyGRPC, "shop", "client-0")), name, name)
+	if len(routes) != 1 || routes[0].GetName() != "shop/greeter-canary.http[0]" || len(plain) != 1 || plain[0].GetName() != "default" {
+		t.Errorf("gRPC sourceLabels: canary %v, other %v", routeNames(routes), routeNames(plain))
+	}
+	got, err := NewCache().Generate(sw, canary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameResources(t, "gRPC sourceLabels", got, generateChecked(t, sw, canary))
 }

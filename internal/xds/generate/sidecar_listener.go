@@ -40,6 +40,7 @@ func virtualOutboundListener(wildcard, fallback string) (*listenerv3.Listener, e
 // where the first applicable route sends it.
 func sidecarOutboundListener(op outboundPort, wildcard, fallback string, routes tcpRoutes) (*listenerv3.Listener, error) {
 	chains := make([]*listenerv3.FilterChain, 0, len(op.TCP)+1)
+	inspectTLS := false
 	seen := make(map[string]bool, len(op.TCP)) // prefixes already matched
 	for _, svc := range op.TCP {
 		var ranges []*corev3.CidrRange
@@ -58,11 +59,17 @@ func sidecarOutboundListener(op outboundPort, wildcard, fallback string, routes 
 				addr(ep.Address)
 			}
 		}
-		if len(ranges) == 0 {
-			continue
-		}
 		cluster := OutboundClusterName(op.Port, "", svc.Hostname)
 		match := &listenerv3.FilterChainMatch{PrefixRanges: ranges}
+		if len(ranges) == 0 {
+			// No address to match (a ServiceEntry host without addresses):
+			// TLS carries the name the client asked for.
+			if !speaksTLS(svc, op.Port) || svc.Hostname == "" {
+				continue
+			}
+			match = &listenerv3.FilterChainMatch{ServerNames: []string{svc.Hostname}}
+			inspectTLS = true
+		}
 		if f, err := routes.filter(svc, op.Port, cluster); err != nil {
 			return nil, err
 		} else if f != nil {
@@ -88,13 +95,27 @@ func sidecarOutboundListener(op outboundPort, wildcard, fallback string, routes 
 		}
 		chains = append(chains, fc)
 	}
-	return &listenerv3.Listener{
+	l := &listenerv3.Listener{
 		Name:             OutboundListenerName(op.Port),
 		Address:          socketAddress(wildcard, op.Port),
 		BindToPort:       falseValue,
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		FilterChains:     chains,
-	}, nil
+	}
+	if inspectTLS {
+		l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspectorFilter}
+	}
+	return l, nil
+}
+
+// speaksTLS reports whether svc's port carries TLS from the client.
+func speaksTLS(svc *model.Service, port int32) bool {
+	for _, sp := range svc.Ports {
+		if sp.Port == port {
+			return sp.Protocol == model.ProtocolTLS || sp.Protocol == model.ProtocolHTTPS
+		}
+	}
+	return false
 }
 
 // virtualInboundListener takes every connection iptables redirects to

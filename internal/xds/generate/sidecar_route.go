@@ -56,24 +56,24 @@ func sidecarRoute(world *model.World, port int32, services []*model.Service, cli
 }
 
 // serviceRoutes are the routes of svc's virtual host on port: its
-// VirtualService's, or the default route to its cluster (with the hash
-// policy its DestinationRule asks for).
+// VirtualService's, or the default route to its cluster (with Istio's
+// default retries and the hash policy its DestinationRule asks for).
 func serviceRoutes(world *model.World, svc *model.Service, port int32, client routeClient) []*routev3.Route {
 	if vs := virtualServiceFor(world, svc, client.namespace); vs != nil {
 		if routes := virtualServiceRoutes(world, vs, svc, port, client); len(routes) > 0 {
 			return routes
 		}
 	}
-	r := routeTo(OutboundClusterName(port, "", svc.Hostname))
-	if hp := routeHashPolicy(world, svc, "", port, client); hp != nil {
-		ra := r.GetRoute()
-		r.Action = &routev3.Route_Route{Route: &routev3.RouteAction{
-			ClusterSpecifier: ra.ClusterSpecifier,
-			Timeout:          ra.Timeout,
-			HashPolicy:       hp,
-		}}
-	}
-	return []*routev3.Route{r}
+	return []*routev3.Route{{
+		Name:  "default",
+		Match: prefixSlash,
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: OutboundClusterName(port, "", svc.Hostname)},
+			Timeout:          noTimeout,
+			RetryPolicy:      defaultRetryPolicy,
+			HashPolicy:       routeHashPolicy(world, svc, "", port, client),
+		}},
+	}}
 }
 
 // sidecarClient is who a sidecar's routes are for; its labels matter only
