@@ -2,8 +2,8 @@ package generate
 
 import (
 	"maps"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
