@@ -8,10 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -27,6 +24,7 @@ import (
 	"github.com/meshplane/meshplane/internal/model"
 	"github.com/meshplane/meshplane/internal/xds"
 	"github.com/meshplane/meshplane/internal/xds/generate"
+	"github.com/meshplane/meshplane/internal/xds/server"
 )
 
 // Values of render's flags.
@@ -172,7 +170,12 @@ func (o *renderOptions) render(stdin io.Reader, stderr io.Writer) (xds.Resources
 	if err != nil {
 		return nil, 0, err
 	}
-	pushed, dropped := dropUnpushable(res)
+	// What meshd's xDS server would serve: the same checks, drops and
+	// repairs (server.Check).
+	pushed, dropped, err := server.Check(res, generate.ValidateResource)
+	if err != nil {
+		return nil, 0, err
+	}
 	for _, d := range dropped {
 		fmt.Fprintln(stderr, "Left out (meshd would not push it): "+d)
 	}
@@ -292,78 +295,7 @@ func (o *renderOptions) selectProxy(world *model.World, cluster *simulatedCluste
 	return proxy, description, nil
 }
 
-// dropUnpushable leaves out what meshd's xDS server would not push: resources that fail
-// generate.ValidateResource, then listeners and clusters that refer to a route configuration
-// or endpoints no longer there, then route configurations and endpoints nothing refers to.
-// It returns what is left and a line per resource left out.
-func dropUnpushable(res xds.Resources) (xds.Resources, []string) {
-	out := xds.Resources{}
-	var dropped []string
-	for t, rs := range res {
-		kept := make([]types.Resource, 0, len(rs))
-		for _, r := range rs {
-			if err := generate.ValidateResource(r); err != nil {
-				dropped = append(dropped, fmt.Sprintf("%s %q: %v", sectionName(t), generate.ResourceName(r), err))
-				continue
-			}
-			kept = append(kept, r)
-		}
-		out[t] = kept
-	}
-	if len(dropped) == 0 {
-		return out, nil
-	}
-	// referrer: the type that names resources of the referenced type.
-	for _, pair := range []struct{ referenced, referrer resourcev3.Type }{
-		{resourcev3.EndpointType, resourcev3.ClusterType},
-		{resourcev3.RouteType, resourcev3.ListenerType},
-	} {
-		present := map[string]bool{}
-		for _, r := range out[pair.referenced] {
-			present[generate.ResourceName(r)] = true
-		}
-		used := map[string]bool{}
-		out[pair.referrer] = slices.DeleteFunc(out[pair.referrer], func(r types.Resource) bool {
-			refs := references(r, pair.referenced)
-			for _, name := range refs {
-				if !present[name] {
-					dropped = append(dropped, fmt.Sprintf("%s %q: refers to %s %q, which was left out", sectionName(pair.referrer), generate.ResourceName(r), sectionName(pair.referenced), name))
-					return true
-				}
-			}
-			for _, name := range refs {
-				used[name] = true
-			}
-			return false
-		})
-		out[pair.referenced] = slices.DeleteFunc(out[pair.referenced], func(r types.Resource) bool {
-			if !used[generate.ResourceName(r)] {
-				dropped = append(dropped, fmt.Sprintf("%s %q: nothing refers to it any more", sectionName(pair.referenced), generate.ResourceName(r)))
-				return true
-			}
-			return false
-		})
-	}
-	return out, dropped
-}
 
-// references are the names of resources of type t that r refers to: the EDS names of a
-// cluster, the route configurations of a listener (API listeners of proxyless gRPC included).
-func references(r types.Resource, t resourcev3.Type) []string {
-	refs := cachev3.GetResourceReferences(map[string]types.ResourceWithTTL{"": {Resource: r}})[t]
-	if l, ok := r.(*listenerv3.Listener); ok && t == resourcev3.RouteType {
-		if api := l.GetApiListener().GetApiListener(); api != nil {
-			hcm := &hcmv3.HttpConnectionManager{}
-			if api.UnmarshalTo(hcm) == nil && hcm.GetRds().GetRouteConfigName() != "" {
-				if refs == nil {
-					refs = map[string]bool{}
-				}
-				refs[hcm.GetRds().GetRouteConfigName()] = true
-			}
-		}
-	}
-	return slices.Sorted(maps.Keys(refs))
-}
 
 // sectionName is the --type name of an xDS type.
 func sectionName(t resourcev3.Type) string {

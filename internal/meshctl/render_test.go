@@ -22,6 +22,7 @@ import (
 
 	"github.com/meshplane/meshplane/internal/xds"
 	"github.com/meshplane/meshplane/internal/xds/generate"
+	"github.com/meshplane/meshplane/internal/xds/server"
 )
 
 var update = flag.Bool("update", os.Getenv("UPDATE_GOLDEN") != "", "rewrite testdata/render/*/*.golden.yaml (or set UPDATE_GOLDEN=1)")
@@ -811,12 +812,15 @@ func TestDropUnpushable(t *testing.T) {
 			broken[resourcev3.ClusterType][i] = c
 		}
 	}
-	pushed, dropped := dropUnpushable(broken)
+	pushed, dropped, err := server.Check(broken, generate.ValidateResource)
+	if err != nil {
+		t.Fatal(err)
+	}
 	wantDropped := []string{
-		`routes "80"`,
-		`clusters "outbound|80|canary|cart.shop.svc.cluster.local"`,
-		`listeners "0.0.0.0_80": refers to routes "80", which was left out`,
-		`endpoints "outbound|80|canary|cart.shop.svc.cluster.local": nothing refers to it any more`,
+		`rds "80"`,
+		`cds "outbound|80|canary|cart.shop.svc.cluster.local"`,
+		`lds 0.0.0.0_80 (refers to missing 80)`,
+		`eds outbound|80|canary|cart.shop.svc.cluster.local (not referenced)`,
 	}
 	if len(dropped) != len(wantDropped) {
 		t.Fatalf("dropped:\n%s", strings.Join(dropped, "\n"))
@@ -832,7 +836,7 @@ func TestDropUnpushable(t *testing.T) {
 	if len(pushed[resourcev3.ListenerType]) != len(res[resourcev3.ListenerType])-1 {
 		t.Errorf("listeners: %v", resourceNames(pushed[resourcev3.ListenerType]))
 	}
-	if got, _ := dropUnpushable(res); len(got[resourcev3.ClusterType]) != len(res[resourcev3.ClusterType]) {
+	if got, _, _ := server.Check(res, generate.ValidateResource); len(got[resourcev3.ClusterType]) != len(res[resourcev3.ClusterType]) {
 		t.Error("a valid configuration lost resources")
 	}
 }

@@ -125,6 +125,9 @@ type Server struct {
 	changed   chan struct{}
 	startOnce sync.Once
 
+	// onDrop, when set, hears of every resource left out (Check).
+	onDrop func(string)
+
 	// rounds counts debounced pushes (for tests and debugging).
 	rounds atomic.Int64
 }

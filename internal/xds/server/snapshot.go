@@ -18,6 +18,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/go-logr/logr"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -151,6 +152,11 @@ func (s *Server) assemble(proxyID string, res xds.Resources, m *memo) (*assemble
 		s.metrics.buildErrors.WithLabelValues("inconsistent").Inc()
 		s.log.Error(errors.New("inconsistent resources"), "dropped resources to keep the snapshot consistent",
 			"proxy", proxyID, "dropped", dropped)
+		if s.onDrop != nil {
+			for _, d := range dropped {
+				s.onDrop(d)
+			}
+		}
 	}
 	for t, list := range lists {
 		byType[t] = finishType(t, list, nil)
@@ -354,6 +360,28 @@ func (s *Server) invalid(proxyID string, t resourcev3.Type, name string, err err
 	}
 	s.metrics.invalid.WithLabelValues(typeLabel(t)).Add(float64(n))
 	s.log.Error(err, "invalid xDS resource dropped", "proxy", proxyID, "type", t, "name", name)
+	if s.onDrop != nil {
+		s.onDrop(fmt.Sprintf("%s %q: %v", typeLabel(t), name, err))
+	}
+}
+
+// Check validates, repairs and checks one proxy's generated resources
+// exactly as the server does before serving them (validate as
+// Options.Validate), and returns what it would serve, sorted by name, and
+// what it leaves out, a line each. meshctl render shows meshd's output
+// with it.
+func Check(res xds.Resources, validate func(types.Resource) error) (xds.Resources, []string, error) {
+	m, err := newMetrics(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	var dropped []string
+	s := &Server{log: logr.Discard(), metrics: m, validate: validate, onDrop: func(d string) { dropped = append(dropped, d) }}
+	a, err := s.assemble("", res, newMemo(validate))
+	if err != nil {
+		return nil, dropped, err
+	}
+	return a.resources, dropped, nil
 }
 
 // memo validates and hashes each resource once in its life, by pointer:
