@@ -295,8 +295,6 @@ func (o *renderOptions) selectProxy(world *model.World, cluster *simulatedCluste
 	return proxy, description, nil
 }
 
-
-
 // sectionName is the --type name of an xDS type.
 func sectionName(t resourcev3.Type) string {
 	for name, typ := range resourceTypes {
