@@ -90,3 +90,24 @@ func TestDeltaSubscriptions(t *testing.T) {
 		t.Errorf("CDS removed %v", got)
 	}
 }
+
+// TestUnaffectedSubscriberIsInSync: a client subscribed by name to a
+// cluster that does not change gets no response when another cluster is
+// added, and /debug/syncz still shows it in sync (sent and acked = set).
+func TestUnaffectedSubscriberIsInSync(t *testing.T) {
+	h := startServer(t, testGenerator(""), fast)
+	w := testWorld(2, 1)
+	h.srv.Update(w)
+	const id = "grpc-like"
+	c := newSotw(t, h.addr, node(id, map[string]any{"PROXY_TYPE": "grpc", "NAMESPACE": "ns", "POD_NAME": "g"}))
+	name := clusterName(w.Services[0], 9090)
+	c.request(resourcev3.ClusterType, []string{name}, "", "", "")
+	r := c.recv()
+	c.request(resourcev3.ClusterType, []string{name}, r.GetVersionInfo(), r.GetNonce(), "")
+	h.srv.Update(testWorld(3, 1)) // svc-2 added: CDS changes, not svc-0's cluster
+	c.none(300 * time.Millisecond)
+	eventually(t, "CDS in sync in syncz", func() bool {
+		ts := h.syncz()[id].Types[resourcev3.ClusterType]
+		return ts.Set != "" && ts.Set != r.GetVersionInfo() && ts.Sent == ts.Set && ts.Acked == ts.Set
+	})
+}

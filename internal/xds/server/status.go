@@ -171,3 +171,24 @@ func (s *Server) recordSent(c *conn, typeURL, version, nonce string) {
 	}
 	p.mu.Unlock()
 }
+
+// recordUpToDate records that a stream holds everything its subscription
+// needs of a type's current version without a response (nothing it
+// subscribed to changed): for /debug/syncz it has been sent and has
+// accepted that version. A response still unanswered decides instead.
+func (s *Server) recordUpToDate(c *conn, typeURL, version string) {
+	if len(c.sent[typeURL]) > 0 {
+		return
+	}
+	p := c.proxy
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ts := p.status(typeURL)
+	if ts.LastNack != nil && ts.Acked != ts.Sent {
+		return // it rejected the last response: keep showing that
+	}
+	ts.Sent, ts.Acked = version, version
+	if ts.pending != nil && ts.pending.version == version {
+		ts.pending = nil
+	}
+}

@@ -387,6 +387,7 @@ func (c *conn) respondSotw(w *watch) error {
 		// changes (a response leaving one out would delete it).
 		if sameSub && !touches(cur.diffFrom(w.sent), cur, w) {
 			c.setSent(w, cur)
+			c.s.recordUpToDate(c, w.typeURL, cur.version)
 			return nil
 		}
 		idx := present(w, cur)
@@ -398,6 +399,7 @@ func (c *conn) respondSotw(w *watch) error {
 		idx := c.unsent(w, cur, sameSub)
 		if len(idx) == 0 && w.responded {
 			c.setSent(w, cur)
+			c.s.recordUpToDate(c, w.typeURL, cur.version)
 			return nil
 		}
 		out = make([]*anypb.Any, len(idx))
@@ -538,6 +540,7 @@ func (c *conn) respondDelta(w *watch) error {
 	first := !w.responded
 	c.setSent(w, cur)
 	if len(resources) == 0 && len(removed) == 0 && !(first && w.wildcard) {
+		c.s.recordUpToDate(c, w.typeURL, cur.version)
 		return nil
 	}
 	c.nonce++
