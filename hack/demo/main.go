@@ -146,6 +146,7 @@ func up(ctx context.Context) error {
 	fmt.Printf("\nDone in %s.\n", time.Since(start).Round(100*time.Millisecond))
 	fmt.Printf("  kubeconfig:    %s\n", cluster.Kubeconfig)
 	fmt.Printf("  try:           kubectl --kubeconfig %s get mcp -o yaml\n", cluster.Kubeconfig)
+	fmt.Printf("  the canary:    kubectl --kubeconfig %s -n %s get pods,virtualservices,destinationrules --show-labels\n", cluster.Kubeconfig, appNamespace)
 	fmt.Printf("  meshd:         curl -s http://%s/debug/syncz\n", meshd.monitoringAddr)
 	fmt.Printf("  logs:          %s/*.log\n", rel(p, p.workdir))
 	fmt.Printf("  stop it all:   make demo-down\n")

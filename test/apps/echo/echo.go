@@ -8,11 +8,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
 )
 
@@ -37,22 +42,61 @@ func Bootstrap(xdsAddr, nodeID string, metadata map[string]string) ([]byte, erro
 	})
 }
 
-// Server answers UnaryCall with its name as the server id.
+// Server answers UnaryCall with its name as the server id. The zero values of
+// FailFirstAttempt and Delay answer at once; tests of retries and timeouts set
+// them to misbehave on purpose.
 type Server struct {
 	testgrpc.UnimplementedTestServiceServer
 	Name string
+	// FailFirstAttempt fails the first attempt of every RPC with UNAVAILABLE.
+	// A retry is told apart by the grpc-previous-rpc-attempts metadata gRPC
+	// clients send on every attempt after the first.
+	FailFirstAttempt bool
+	// Delay is how long every call waits before answering; a caller that gives
+	// up earlier ends the wait.
+	Delay time.Duration
+
+	attempts atomic.Int64
 }
 
+// PreviousAttemptsKey is the metadata key gRPC clients put on retries.
+const PreviousAttemptsKey = "grpc-previous-rpc-attempts"
+
 // UnaryCall tells the caller which backend answered.
-func (s *Server) UnaryCall(context.Context, *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+func (s *Server) UnaryCall(ctx context.Context, _ *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	s.attempts.Add(1)
+	if s.Delay > 0 {
+		timer := time.NewTimer(s.Delay)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	if s.FailFirstAttempt {
+		md, _ := metadata.FromIncomingContext(ctx)
+		if len(md.Get(PreviousAttemptsKey)) == 0 {
+			return nil, status.Errorf(codes.Unavailable, "%s fails the first attempt of every call", s.Name)
+		}
+	}
 	return &testpb.SimpleResponse{ServerId: s.Name, Hostname: s.Name}, nil
 }
+
+// Attempts is how many calls (first attempts and retries) reached the server.
+func (s *Server) Attempts() int64 { return s.attempts.Load() }
 
 // NewXDSServer is an xDS-enabled gRPC server for name; its listener
 // configuration comes from the xDS server in bootstrap (nil: the process's
 // GRPC_XDS_BOOTSTRAP). Serve it on a listener whose address meshd knows as an
 // endpoint of a Service.
 func NewXDSServer(name string, bootstrap []byte, opts ...grpc.ServerOption) (*xds.GRPCServer, error) {
+	return NewXDSServerFor(&Server{Name: name}, bootstrap, opts...)
+}
+
+// NewXDSServerFor is NewXDSServer serving impl, for a backend that misbehaves
+// on purpose.
+func NewXDSServerFor(impl *Server, bootstrap []byte, opts ...grpc.ServerOption) (*xds.GRPCServer, error) {
 	opts = append(opts, grpc.Creds(insecure.NewCredentials()))
 	if bootstrap != nil {
 		opts = append(opts, xds.BootstrapContentsForTesting(bootstrap))
@@ -61,7 +105,7 @@ func NewXDSServer(name string, bootstrap []byte, opts ...grpc.ServerOption) (*xd
 	if err != nil {
 		return nil, fmt.Errorf("creating the xDS gRPC server: %w", err)
 	}
-	testgrpc.RegisterTestServiceServer(srv, &Server{Name: name})
+	testgrpc.RegisterTestServiceServer(srv, impl)
 	return srv, nil
 }
 
