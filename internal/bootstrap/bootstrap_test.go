@@ -2,8 +2,6 @@ package bootstrap
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,10 +12,11 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshplane/meshplane/internal/golden"
 )
 
 // Regenerate golden files with UPDATE_GOLDEN=1 go test ./internal/bootstrap/
-var update = flag.Bool("update", os.Getenv("UPDATE_GOLDEN") != "", "rewrite golden files")
 
 var goldenCases = map[string]Options{
 	"sidecar": {
@@ -45,19 +44,7 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := filepath.Join("testdata", name+".golden.yaml")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run UPDATE_GOLDEN=1 go test ./internal/bootstrap/ to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("output differs from %s; run UPDATE_GOLDEN=1 go test ./internal/bootstrap/ and review the diff\ngot:\n%s", path, got)
-			}
+			golden.Check(t, path, got)
 		})
 	}
 }

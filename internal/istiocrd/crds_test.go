@@ -1,9 +1,6 @@
 package istiocrd
 
 import (
-	"bytes"
-	"flag"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,12 +16,13 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshplane/meshplane/api/v1alpha1"
+
+	"github.com/meshplane/meshplane/internal/golden"
 )
 
 // Regenerate golden files with UPDATE_GOLDEN=1 go test ./internal/istiocrd/
 // (or -update), then review the diff as you would review code: it is the
 // schema every Istio object in the cluster is checked and pruned against.
-var update = flag.Bool("update", os.Getenv("UPDATE_GOLDEN") != "", "rewrite golden files")
 
 func mustCRDs(t *testing.T) []*apiextensionsv1.CustomResourceDefinition {
 	t.Helper()
@@ -49,21 +47,7 @@ func find(t *testing.T, crds []*apiextensionsv1.CustomResourceDefinition, name s
 func TestGoldenVirtualService(t *testing.T) {
 	const name = "virtualservices.networking.istio.io"
 	got := manifestYAML(t, find(t, mustCRDs(t), name))
-	golden := filepath.Join("testdata", name+".golden.yaml")
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run UPDATE_GOLDEN=1 go test ./internal/istiocrd/ to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("the VirtualService CRD differs from %s; run UPDATE_GOLDEN=1 go test ./internal/istiocrd/ and review the diff\n%s",
-			golden, firstDifference(want, got))
-	}
+	golden.Check(t, filepath.Join("testdata", name+".golden.yaml"), got)
 }
 
 // manifestYAML is the CRD as it would be applied: without the status and

@@ -16,6 +16,8 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	_ "google.golang.org/protobuf/types/known/anypb" // registers any.proto for the test descriptor
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshplane/meshplane/internal/golden"
 )
 
 // testMessage builds, from a hand-made file descriptor, a message with one field
@@ -214,7 +216,7 @@ func TestMessageSchemaMapsEveryFieldShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	if string(got) != wantNodeSchema {
-		t.Errorf("schema differs from the expected one\n%s\ngot:\n%s", firstDifference([]byte(wantNodeSchema), got), got)
+		t.Errorf("schema differs from the expected one\n%s\ngot:\n%s", golden.Diff(wantNodeSchema, string(got)), got)
 	}
 }
 
@@ -280,21 +282,4 @@ func TestDurationPatternMatchesParseDuration(t *testing.T) {
 		}
 		check(string(r))
 	}
-}
-
-func firstDifference(want, got []byte) string {
-	w, g := strings.Split(string(want), "\n"), strings.Split(string(got), "\n")
-	for i := range max(len(w), len(g)) {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			return fmt.Sprintf("first difference at line %d:\n  want: %q\n  got:  %q", i+1, wl, gl)
-		}
-	}
-	return "no difference"
 }

@@ -3,7 +3,6 @@ package meshctl
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,11 +20,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshplane/meshplane/internal/xds"
+	"github.com/meshplane/meshplane/internal/golden"
 	"github.com/meshplane/meshplane/internal/xds/generate"
 	"github.com/meshplane/meshplane/internal/xds/server"
 )
 
-var update = flag.Bool("update", os.Getenv("UPDATE_GOLDEN") != "", "rewrite testdata/render/*/*.golden.yaml (or set UPDATE_GOLDEN=1)")
 
 var renderRoot = filepath.Join("testdata", "render")
 
@@ -91,41 +90,9 @@ func goldenName(proxy string) string {
 
 func compareGolden(t *testing.T, path, got string) {
 	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run UPDATE_GOLDEN=1 go test ./internal/meshctl/ to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the rendered output (UPDATE_GOLDEN=1 regenerates it; review the diff):\n%s", path, firstDifference(string(want), got))
-	}
+	golden.Check(t, path, []byte(got))
 }
 
-// firstDifference shows the first lines where want and got differ.
-func firstDifference(want, got string) string {
-	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	shown := 0
-	for i := 0; i < max(len(wl), len(gl)) && shown < 10; i++ {
-		var w, g string
-		if i < len(wl) {
-			w = wl[i]
-		}
-		if i < len(gl) {
-			g = gl[i]
-		}
-		if w != g {
-			b.WriteString("line " + itoa(i+1) + ":\n  want: " + w + "\n  got:  " + g + "\n")
-			shown++
-		}
-	}
-	return b.String()
-}
 
 func itoa(i int) string { return strconv.Itoa(i) }
 

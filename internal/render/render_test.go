@@ -3,7 +3,6 @@ package render
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,11 +22,12 @@ import (
 
 	"github.com/meshplane/meshplane/api/v1alpha1"
 	"github.com/meshplane/meshplane/internal/meshd"
+
+	"github.com/meshplane/meshplane/internal/golden"
 )
 
 // Regenerate golden files with UPDATE_GOLDEN=1 go test ./internal/render/
 // (or -update), then review the diff as you would review code.
-var update = flag.Bool("update", os.Getenv("UPDATE_GOLDEN") != "", "rewrite golden files")
 
 const sampleInput = "../../config/samples/meshcontrolplane.yaml"
 
@@ -51,21 +51,7 @@ func TestGolden(t *testing.T) {
 	for name, input := range goldenCases(t) {
 		t.Run(name, func(t *testing.T) {
 			got := toYAML(t, mustRender(t, r, readMCP(t, input)))
-			golden := filepath.Join("testdata", name+".golden.yaml")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run UPDATE_GOLDEN=1 go test ./internal/render/ to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("rendered output differs from %s; run UPDATE_GOLDEN=1 go test ./internal/render/ and review the diff\n%s",
-					golden, firstDifference(want, got))
-			}
+			golden.Check(t, filepath.Join("testdata", name+".golden.yaml"), got)
 		})
 	}
 }
@@ -185,7 +171,7 @@ func TestRenderIsDeterministic(t *testing.T) {
 	r := newTestRenderer(t)
 	for range 5 {
 		if again := toYAML(t, mustRender(t, r, mcp)); !bytes.Equal(first, again) {
-			t.Fatalf("rendering twice gave different output:\n%s", firstDifference(first, again))
+			t.Fatalf("rendering twice gave different output:\n%s", golden.Diff(string(first), string(again)))
 		}
 	}
 }
@@ -475,23 +461,6 @@ func toYAML(t *testing.T, objs []*unstructured.Unstructured) []byte {
 		buf.Write(data)
 	}
 	return buf.Bytes()
-}
-
-func firstDifference(want, got []byte) string {
-	w, g := strings.Split(string(want), "\n"), strings.Split(string(got), "\n")
-	for i := range max(len(w), len(g)) {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			return fmt.Sprintf("first difference at line %d:\n  want: %q\n  got:  %q", i+1, wl, gl)
-		}
-	}
-	return "no difference"
 }
 
 func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {

@@ -2,8 +2,6 @@ package generate
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,11 +10,10 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meshplane/meshplane/internal/golden"
 	"github.com/meshplane/meshplane/internal/model"
 	"github.com/meshplane/meshplane/internal/xds"
 )
-
-var update = flag.Bool("update", os.Getenv("UPDATE_GOLDEN") != "", "rewrite testdata/*.golden.yaml (or set UPDATE_GOLDEN=1)")
 
 // TestGolden renders every fixture proxy's resources and compares them with
 // testdata/<case>.golden.yaml. Regenerate with UPDATE_GOLDEN=1 go test ./internal/xds/generate/.
@@ -29,23 +26,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join("testdata", tc.name+".golden.yaml")
-			if *update {
-				if err := os.MkdirAll("testdata", 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run UPDATE_GOLDEN=1 go test ./internal/xds/generate/ to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from the generated resources (UPDATE_GOLDEN=1 regenerates it):\n%s", path, lineDiff(string(want), string(got)))
-			}
+			golden.Check(t, filepath.Join("testdata", tc.name+".golden.yaml"), got)
 		})
 	}
 }
@@ -164,23 +145,3 @@ func wireBytes(t *testing.T, res xds.Resources) []byte {
 	return out
 }
 
-// lineDiff shows the first lines where want and got differ.
-func lineDiff(want, got string) string {
-	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	shown := 0
-	for i := 0; i < max(len(wl), len(gl)) && shown < 20; i++ {
-		var w, g string
-		if i < len(wl) {
-			w = wl[i]
-		}
-		if i < len(gl) {
-			g = gl[i]
-		}
-		if w != g {
-			b.WriteString("line " + itoa(int32(i+1)) + ":\n  want: " + w + "\n  got:  " + g + "\n")
-			shown++
-		}
-	}
-	return b.String()
-}
