@@ -1,9 +1,9 @@
 // Command meshd is the Meshplane control plane.
 //
-// This release serves only the monitoring endpoints (/healthz, /ready,
-// /metrics) and loads the mesh config. The xDS server, the CA and the sidecar
-// injector webhook are not implemented yet; their addresses are accepted as
-// flags but nothing listens on them.
+// This release loads the mesh config, serves xDS (plaintext, also on the port
+// meant for mTLS), the monitoring endpoints (/healthz, /ready, /metrics) and the
+// validating admission webhook (/validate). The CA and the sidecar injector
+// webhook are not implemented yet; `meshd --help` says what is missing.
 package main
 
 import (

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/meshplane/meshplane/internal/istiocrd"
 	"github.com/meshplane/meshplane/test/harness"
 )
 
@@ -13,12 +15,20 @@ import (
 var kubeconfigPath string
 
 func TestMain(m *testing.M) {
-	env, _, err := harness.StartEnvtest()
+	env, cfg, err := harness.StartEnvtest()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting envtest:", err)
 		os.Exit(1)
 	}
-	dir, err := os.MkdirTemp("", "meshd-test-")
+	// The webhook test writes VirtualServices.
+	crds, err := istiocrd.CRDs()
+	if err == nil {
+		err = harness.CreateCRDs(context.Background(), cfg, crds)
+	}
+	var dir string
+	if err == nil {
+		dir, err = os.MkdirTemp("", "meshd-test-")
+	}
 	if err == nil {
 		kubeconfigPath = filepath.Join(dir, "kubeconfig")
 		err = os.WriteFile(kubeconfigPath, env.KubeConfig, 0o600)

@@ -52,13 +52,22 @@ What this release does:
       /metrics             Prometheus metrics (meshd_build_info, meshd_xds_*, ...)
       /debug/syncz         every connected proxy: type, sent and acked versions
       /debug/config_dump?proxy=<id>  the resources last sent to a proxy
+  - serves the validating admission webhook over TLS on --webhook-addr, at
+    /validate: VirtualServices, DestinationRules, Gateways, ServiceEntries and
+    Sidecars (networking.istio.io, every served version) are decoded strictly
+    and checked; invalid ones are refused with one line per error (field path,
+    message, finding code), and warnings are returned to the client. The
+    certificate comes from --webhook-cert-dir, or is made at start-up from a
+    self-signed CA whose certificate meshd patches into the caBundle of
+    --webhook-config-name.
 
 ` + notImplemented + ` (they come in later releases):
   - xDS over mTLS: --secure-xds-addr serves the same xDS in PLAINTEXT until the
     CA exists (it has no certificates to present yet).
   - the CA: no workload certificates are signed; the mesh config's "ca" is
     only parsed and validated.
-  - the sidecar injector webhook: nothing listens on --webhook-addr.
+  - the sidecar injector webhook: --webhook-addr serves /validate only;
+    /inject answers 404.
 These flags are accepted so that deployments can already pass them; meshd logs
 one line per address it does not serve.`
 
@@ -73,13 +82,21 @@ type options struct {
 	kubeconfig     string
 	debounceQuiet  time.Duration
 	debounceMax    time.Duration
+	writeStatus    bool
+
+	// The admission webhooks' certificate and caBundle.
+	webhookCertDir          string
+	webhookDNSNames         []string
+	webhookService          string
+	webhookServiceNamespace string
+	webhookConfigName       string
 }
 
 func newRootCommand() *cobra.Command {
 	o := &options{}
 	cmd := &cobra.Command{
 		Use:   "meshd",
-		Short: "Meshplane control plane (this release: discovery and plaintext xDS; mTLS xDS, the CA and the injector webhook are not implemented yet)",
+		Short: "Meshplane control plane (this release: discovery, plaintext xDS and the validating webhook; mTLS xDS, the CA and the injector webhook are not implemented yet)",
 		Long:  longHelp,
 		Args:  cobra.NoArgs,
 		// Errors are printed once, by main; a runtime error is not a usage error.
@@ -100,6 +117,9 @@ func newRootCommand() *cobra.Command {
 		"push once no change has arrived for this long")
 	f.DurationVar(&o.debounceMax, "debounce-max", time.Second,
 		"push at the latest this long after the first change of a burst")
+	f.BoolVar(&o.writeStatus, "write-status", true,
+		"write what is wrong with each Istio networking object in the context of the mesh into its status "+
+			"(validationMessages, Reconciled condition) and as Warning events")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "",
 		"kubeconfig of the cluster to watch when meshd runs outside it; in-cluster or $KUBECONFIG when empty")
 	f.StringVar(&o.monitoringAddr, "monitoring-addr", ":15014", "address of the monitoring server (/healthz, /ready, /metrics)")
@@ -108,7 +128,20 @@ func newRootCommand() *cobra.Command {
 	f.StringVar(&o.secureXDSAddr, "secure-xds-addr", ":15012",
 		"address of the xDS server meant for mTLS; "+notImplemented+": serves plaintext xDS until the CA exists")
 	f.StringVar(&o.webhookAddr, "webhook-addr", ":15017",
-		"address of the sidecar injector webhook; "+notImplemented+": accepted but not served in this release")
+		"address of the admission webhooks, served over TLS: /validate checks Istio networking config; "+
+			"the sidecar injector (/inject) is "+notImplemented)
+	f.StringVar(&o.webhookCertDir, "webhook-cert-dir", "",
+		"directory holding tls.crt and tls.key for the webhooks (a cert-manager Secret, envtest), re-read when they change; "+
+			"empty: a self-signed CA and certificate made at start-up")
+	f.StringSliceVar(&o.webhookDNSNames, "webhook-dns-names", nil,
+		"more DNS names for the self-signed webhook certificate, besides <webhook-service>.<namespace>.svc and .svc.cluster.local")
+	f.StringVar(&o.webhookService, "webhook-service", "meshd",
+		"name of meshd's Service, which the webhook configurations call; names the self-signed certificate")
+	f.StringVar(&o.webhookServiceNamespace, "webhook-service-namespace", "",
+		"namespace of meshd's Service; $POD_NAMESPACE when empty, else "+defaultNamespace)
+	f.StringVar(&o.webhookConfigName, "webhook-config-name", "",
+		"ValidatingWebhookConfiguration whose webhooks' caBundle meshd keeps trusting its self-signed CA "+
+			"(a server-side apply of those fields only); empty: none is patched. Not with --webhook-cert-dir")
 
 	// A daemon has no use for shell completion.
 	cmd.CompletionOptions.DisableDefaultCmd = true
@@ -174,6 +207,9 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 			return err
 		}
 	}
+	if err := checkWebhookFlags(o); err != nil {
+		return err
+	}
 
 	// JSON lines; no stack traces on errors, which here are about files and
 	// flags, not about code.
@@ -182,7 +218,7 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 	log := logger.WithName("meshd")
 
 	log.Info("starting meshd", "version", version, "revision", o.revision, "meshConfig", o.meshConfig)
-	log.Info(notImplemented+": not serving the sidecar injector webhook on --webhook-addr; it comes in a later release", "addr", o.webhookAddr)
+	log.Info(notImplemented+": not serving the sidecar injector webhook (/inject) on --webhook-addr; it comes in a later release", "addr", o.webhookAddr)
 	log.Info(notImplemented + ": no CA; workload certificates are not signed; the CA comes in a later release")
 
 	// The first SIGTERM or SIGINT starts a graceful shutdown; once it has, the
@@ -206,6 +242,13 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 		ReadyCheck:     func() (bool, string) { return cp.Ready() },
 		OnMeshConfig:   func(cfg *meshd.MeshConfig) { cp.SetMeshConfig(cfg) },
 	})
+	wh, err := newWebhooks(o, restConfig, srv.Registry(), log)
+	if err != nil {
+		return err
+	}
+	if err := wh.Listen(); err != nil {
+		return err
+	}
 	cp, err = controlplane.New(controlplane.Options{
 		RestConfig:    restConfig,
 		XDSAddr:       o.xdsAddr,
@@ -213,11 +256,12 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 		Debounce:      server.Debounce{Quiet: o.debounceQuiet, Max: o.debounceMax},
 		Registry:      srv.Registry(),
 		Logger:        log,
+		WriteStatus:   o.writeStatus,
 	})
 	if err != nil {
 		return err
 	}
-	// Either stopping stops both: meshd without xDS, or without health, is no use.
+	// Any stopping stops all: meshd without xDS, health or its webhooks is no use.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cpErr := make(chan error, 1)
@@ -225,9 +269,14 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 		defer cancel()
 		cpErr <- cp.Run(ctx)
 	}()
+	whErr := make(chan error, 1)
+	go func() {
+		defer cancel()
+		whErr <- wh.Run(ctx)
+	}()
 	srvErr := srv.Run(ctx)
 	cancel()
-	if err := errors.Join(srvErr, <-cpErr); err != nil {
+	if err := errors.Join(srvErr, <-cpErr, <-whErr); err != nil {
 		return err
 	}
 	log.Info("meshd stopped", "reason", context.Cause(ctx).Error())

@@ -52,7 +52,7 @@ func TestHelpSaysWhatIsNotImplemented(t *testing.T) {
 		"NOT IMPLEMENTED YET",
 		"--secure-xds-addr serves the same xDS in PLAINTEXT until the",
 		"the CA: no workload certificates are signed",
-		"the sidecar injector webhook: nothing listens on --webhook-addr",
+		"the sidecar injector webhook: --webhook-addr serves /validate only",
 		"/healthz", "/ready", "/metrics", "/debug/syncz", "/debug/config_dump",
 	} {
 		if !strings.Contains(help, want) {
@@ -96,6 +96,8 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{[]string{"--monitoring-addr", "127.0.0.1:99999"}, "--monitoring-addr"},
 		{[]string{"serve"}, "unknown command"},
 		{[]string{"--debounce-quiet", "2s", "--debounce-max", "1s"}, "--debounce-quiet"},
+		{[]string{"--webhook-cert-dir", "/etc/certs", "--webhook-config-name", "meshplane-validator-default"}, "--webhook-config-name"},
+		{[]string{"--webhook-service", ""}, "--webhook-service"},
 	} {
 		if _, err := execute(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("meshd %v: error %v, want one mentioning %q", tc.args, err, tc.want)

@@ -1,6 +1,8 @@
 // Package controlplane is meshd's heart, assembled: discovery watches the
 // cluster and builds the mesh model, each new model goes to the xDS server,
-// which generates, validates and pushes every proxy's configuration.
+// which generates, validates and pushes every proxy's configuration, and (with
+// WriteStatus) to the status reporter, which writes what is wrong with the
+// Istio objects into their status.
 package controlplane
 
 import (
@@ -10,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +21,7 @@ import (
 	"github.com/meshplane/meshplane/internal/discovery"
 	"github.com/meshplane/meshplane/internal/meshd"
 	"github.com/meshplane/meshplane/internal/model"
+	"github.com/meshplane/meshplane/internal/status"
 	"github.com/meshplane/meshplane/internal/xds/generate"
 	"github.com/meshplane/meshplane/internal/xds/server"
 )
@@ -37,6 +41,12 @@ type Options struct {
 	Registry prometheus.Registerer
 	// Logger; discarded when unset.
 	Logger logr.Logger
+	// WriteStatus: report the analysis of the Istio objects in their status
+	// and as events (internal/status).
+	WriteStatus bool
+	// StatusInterval is how often at most the status is analysed and written;
+	// zero: status.DefaultInterval.
+	StatusInterval time.Duration
 }
 
 // ControlPlane runs discovery and the xDS server.
@@ -47,6 +57,8 @@ type ControlPlane struct {
 	listener net.Listener
 	// secureListener is nil when SecureXDSAddr is empty.
 	secureListener net.Listener
+	// status is nil unless WriteStatus.
+	status *status.Reporter
 
 	// meshConfigs carries the latest mesh config to Run (latest wins).
 	meshConfigs chan *meshd.MeshConfig
@@ -84,12 +96,24 @@ func New(opts Options) (*ControlPlane, error) {
 			return nil, fmt.Errorf("listening for xDS on %s: %w", opts.SecureXDSAddr, err)
 		}
 	}
+	var reporter *status.Reporter
+	if opts.WriteStatus {
+		reporter, err = status.New(opts.RestConfig, status.Options{Interval: opts.StatusInterval, Logger: log.WithName("status")})
+		if err != nil {
+			lis.Close()
+			if secure != nil {
+				secure.Close()
+			}
+			return nil, err
+		}
+	}
 	return &ControlPlane{
 		opts:           opts,
 		log:            log,
 		xds:            xdsServer,
 		listener:       lis,
 		secureListener: secure,
+		status:         reporter,
 		meshConfigs:    make(chan *meshd.MeshConfig, 1),
 	}, nil
 }
@@ -137,6 +161,17 @@ func (c *ControlPlane) Run(ctx context.Context) error {
 		go func() { serveErr <- c.xds.Serve(ctx, c.secureListener) }()
 		c.log.Info("Serving xDS on the mTLS port WITHOUT TLS until the mesh CA exists", "addr", c.secureListener.Addr().String())
 	}
+	if c.status != nil {
+		statusDone := make(chan struct{})
+		go func() {
+			defer close(statusDone)
+			_ = c.status.Run(ctx) // it only ends with ctx
+		}()
+		defer func() {
+			cancel() // the deferred cancel above runs after this
+			<-statusDone
+		}()
+	}
 
 	var disc *discovery.Discovery
 	discErr := make(chan error, 1)
@@ -171,7 +206,7 @@ func (c *ControlPlane) Run(ctx context.Context) error {
 			// Before the sync the goroutine in startDiscovery publishes the
 			// first world, which is at least as new as this change.
 			if c.synced.Load() {
-				c.xds.Update(disc.World())
+				c.publish(disc.World())
 			}
 		}
 	}
@@ -196,10 +231,19 @@ func (c *ControlPlane) startDiscovery(ctx context.Context, cfg *meshd.MeshConfig
 		if disc.WaitForSync(ctx) {
 			c.log.Info("Service discovery synced")
 			c.synced.Store(true)
-			c.xds.Update(disc.World())
+			c.publish(disc.World())
 		}
 	}()
 	return disc, nil
+}
+
+// publish hands a new World to the xDS server and, never blocking it, to the
+// status reporter.
+func (c *ControlPlane) publish(world *model.World) {
+	c.xds.Update(world)
+	if c.status != nil {
+		c.status.Update(world)
+	}
 }
 
 // meshModel is the part of the mesh config the generators read.

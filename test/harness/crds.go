@@ -6,6 +6,7 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -60,4 +61,26 @@ func waitEstablished(ctx context.Context, c client.Client, name string) error {
 		return fmt.Errorf("CRD %s not Established (conditions %+v): %w", name, last.Status.Conditions, err)
 	}
 	return nil
+}
+
+// CreateCRDs creates crds (such as internal/istiocrd's, which this package cannot import: that
+// package's tests use this one) in the cluster cfg points at, keeping those already there, and
+// waits until clients can use them.
+func CreateCRDs(ctx context.Context, cfg *rest.Config, crds []*apiextensionsv1.CustomResourceDefinition) error {
+	c, err := NewClient(cfg)
+	if err != nil {
+		return err
+	}
+	for _, crd := range crds {
+		if err := c.Create(ctx, crd.DeepCopy()); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating CRD %s: %w", crd.Name, err)
+		}
+	}
+	for _, crd := range crds {
+		if err := waitEstablished(ctx, c, crd.Name); err != nil {
+			return err
+		}
+	}
+	// Established means served; discovery, which clients map kinds through, may trail it.
+	return envtest.WaitForCRDs(cfg, crds, envtest.CRDInstallOptions{MaxTime: time.Minute, PollInterval: 100 * time.Millisecond})
 }
