@@ -41,6 +41,9 @@ var managedKinds = []managedKind{
 	kindOf(&admissionregistrationv1.MutatingWebhookConfiguration{},
 		admissionregistrationv1.SchemeGroupVersion.WithKind("MutatingWebhookConfiguration"),
 		&admissionregistrationv1.MutatingWebhookConfigurationList{}),
+	kindOf(&admissionregistrationv1.ValidatingWebhookConfiguration{},
+		admissionregistrationv1.SchemeGroupVersion.WithKind("ValidatingWebhookConfiguration"),
+		&admissionregistrationv1.ValidatingWebhookConfigurationList{}),
 }
 
 func kindOf(prototype client.Object, gvk schema.GroupVersionKind, list client.ObjectList) managedKind {

@@ -173,6 +173,7 @@ func TestInstallCreatesEverythingOwnedAndLabelled(t *testing.T) {
 		"Deployment mesh-inst/meshd-inst", "Service mesh-inst/meshd-inst", "ServiceAccount mesh-inst/meshd-inst",
 		"Deployment mesh-inst/ingress", "Service mesh-inst/ingress",
 		"MutatingWebhookConfiguration /meshplane-sidecar-injector-inst", "ClusterRole /meshplane-meshd-inst",
+		"ValidatingWebhookConfiguration /meshplane-validator-inst",
 	} {
 		if !slices.Contains(installed, want) {
 			t.Errorf("%s not installed; installed: %v", want, installed)

@@ -31,8 +31,8 @@ type renderedKind struct {
 
 // applyOrder lists the kinds the charts may render, in the order they are
 // applied: identities and configuration before the RBAC that refers to them,
-// RBAC before the workloads that need it, and the webhook last, once the
-// Service it calls exists.
+// RBAC before the workloads that need it, and the webhooks last, once the
+// Service they call exists.
 var applyOrder = []renderedKind{
 	{schema.GroupKind{Kind: "ServiceAccount"}, true},
 	{schema.GroupKind{Kind: "ConfigMap"}, true},
@@ -43,6 +43,7 @@ var applyOrder = []renderedKind{
 	{schema.GroupKind{Kind: "Service"}, true},
 	{schema.GroupKind{Group: "apps", Kind: "Deployment"}, true},
 	{schema.GroupKind{Group: "admissionregistration.k8s.io", Kind: "MutatingWebhookConfiguration"}, false},
+	{schema.GroupKind{Group: "admissionregistration.k8s.io", Kind: "ValidatingWebhookConfiguration"}, false},
 }
 
 // kindIndex returns the position of gk in applyOrder, or -1.
@@ -76,7 +77,8 @@ func RenderedKinds() []schema.GroupKind {
 
 // SortForApply sorts objects in apply order: by kind (ServiceAccount,
 // ConfigMap, ClusterRole, ClusterRoleBinding, Role, RoleBinding, Service,
-// Deployment, MutatingWebhookConfiguration), then by namespace and name.
+// Deployment, MutatingWebhookConfiguration, ValidatingWebhookConfiguration),
+// then by namespace and name.
 // Objects of kinds IsNamespaced does not know sort first.
 func SortForApply(objs []*unstructured.Unstructured) {
 	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int {

@@ -111,8 +111,8 @@ func TestApplyOrder(t *testing.T) {
 		}
 		last = i
 	}
-	if got := objs[len(objs)-1].GetKind(); got != "MutatingWebhookConfiguration" {
-		t.Errorf("last object is a %s, want the MutatingWebhookConfiguration", got)
+	if got := objs[len(objs)-1].GetKind(); got != "ValidatingWebhookConfiguration" {
+		t.Errorf("last object is a %s, want the ValidatingWebhookConfiguration", got)
 	}
 }
 
@@ -126,15 +126,16 @@ func TestNaming(t *testing.T) {
 	} {
 		objs := mustRender(t, r, &v1alpha1.MeshControlPlane{ObjectMeta: metav1.ObjectMeta{Name: tc.mcp}})
 		want := map[string]string{
-			"ServiceAccount":               tc.meshd,
-			"ConfigMap":                    tc.meshd + "-mesh-config",
-			"ClusterRole":                  "meshplane-meshd-" + tc.mcp,
-			"ClusterRoleBinding":           "meshplane-meshd-" + tc.mcp,
-			"Role":                         tc.meshd,
-			"RoleBinding":                  tc.meshd,
-			"Service":                      tc.meshd,
-			"Deployment":                   tc.meshd,
-			"MutatingWebhookConfiguration": "meshplane-sidecar-injector-" + tc.mcp,
+			"ServiceAccount":                 tc.meshd,
+			"ConfigMap":                      tc.meshd + "-mesh-config",
+			"ClusterRole":                    "meshplane-meshd-" + tc.mcp,
+			"ClusterRoleBinding":             "meshplane-meshd-" + tc.mcp,
+			"Role":                           tc.meshd,
+			"RoleBinding":                    tc.meshd,
+			"Service":                        tc.meshd,
+			"Deployment":                     tc.meshd,
+			"MutatingWebhookConfiguration":   "meshplane-sidecar-injector-" + tc.mcp,
+			"ValidatingWebhookConfiguration": "meshplane-validator-" + tc.mcp,
 		}
 		if len(objs) != len(want) {
 			t.Fatalf("%s: rendered %d objects, want %d", tc.mcp, len(objs), len(want))
@@ -495,6 +496,8 @@ func typedObject(t *testing.T, obj *unstructured.Unstructured) any {
 		return &appsv1.Deployment{}
 	case "MutatingWebhookConfiguration":
 		return &admissionregistrationv1.MutatingWebhookConfiguration{}
+	case "ValidatingWebhookConfiguration":
+		return &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	}
 	t.Fatalf("no typed object for kind %s", obj.GetKind())
 	return nil

@@ -79,3 +79,12 @@ rules:
 matchExpressions:
   {{- include "cp.unlabelledNamespaceExpressions" . | nindent 2 }}
 {{- end }}
+
+{{/*
+Name of meshd's ValidatingWebhookConfiguration. Cluster-scoped, so one per
+revision; meshd is told the name (--webhook-config-name) and may patch only
+that one (ClusterRole resourceNames).
+*/}}
+{{- define "cp.validatorName" -}}
+meshplane-validator-{{ required "revision is required" .Values.revision }}
+{{- end }}
