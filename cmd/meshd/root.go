@@ -60,6 +60,11 @@ What this release does:
     certificate comes from --webhook-cert-dir, or is made at start-up from a
     self-signed CA whose certificate meshd patches into the caBundle of
     --webhook-config-name.
+  - reads Istio traffic configuration (VirtualService, DestinationRule,
+    Gateway, ServiceEntry, Sidecar, and TLS Secrets for gateways) and
+    translates it for every proxy; with --write-status (the default) it
+    writes each object's status (validationMessages with finding codes and a
+    Reconciled condition) and a Warning event when a problem first appears.
 
 ` + notImplemented + ` (they come in later releases):
   - xDS over mTLS: --secure-xds-addr serves the same xDS in PLAINTEXT until the
