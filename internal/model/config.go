@@ -161,10 +161,34 @@ func HostMatches(pattern, host string) bool {
 	return pattern == host
 }
 
+// QualifyHost is ResolveHost for a host named in an object of namespace
+// ns, also completing "name.namespace" and "name.namespace.svc" to the
+// Service they name when there is one (Kubernetes DNS resolves them so;
+// Istio takes them literally, which routes nowhere).
+func (w *World) QualifyHost(host, ns string) string {
+	host = ResolveHost(host, ns, w.Mesh.DomainSuffix)
+	if _, ok := w.servicesByHost[host]; ok || strings.HasPrefix(host, "*") {
+		return host
+	}
+	var full string
+	switch strings.Count(host, ".") {
+	case 1:
+		full = host + ".svc." + w.Mesh.DomainSuffix
+	case 2:
+		if strings.HasSuffix(host, ".svc") {
+			full = host + "." + w.Mesh.DomainSuffix
+		}
+	}
+	if _, ok := w.servicesByHost[full]; ok {
+		return full
+	}
+	return host
+}
+
 func (w *World) indexConfig() {
 	w.rulesByHost = map[string][]*DestinationRule{}
 	for _, dr := range w.Config.DestinationRules {
-		host := ResolveHost(dr.Spec.GetHost(), dr.Namespace, w.Mesh.DomainSuffix)
+		host := w.QualifyHost(dr.Spec.GetHost(), dr.Namespace)
 		if strings.HasPrefix(host, "*") {
 			w.wildcardRules = append(w.wildcardRules, dr)
 			continue
@@ -208,7 +232,7 @@ func (w *World) DestinationRule(host, clientNS string) *DestinationRule {
 		consider(dr, true)
 	}
 	for _, dr := range w.wildcardRules {
-		if HostMatches(ResolveHost(dr.Spec.GetHost(), dr.Namespace, w.Mesh.DomainSuffix), host) {
+		if HostMatches(w.QualifyHost(dr.Spec.GetHost(), dr.Namespace), host) {
 			consider(dr, false)
 		}
 	}
@@ -256,7 +280,7 @@ func appliesTo(vs *VirtualService, gateway string) bool {
 func (w *World) DestinationRulesFor(host string) []*DestinationRule {
 	out := slices.Clone(w.rulesByHost[host])
 	for _, dr := range w.wildcardRules {
-		if HostMatches(ResolveHost(dr.Spec.GetHost(), dr.Namespace, w.Mesh.DomainSuffix), host) {
+		if HostMatches(w.QualifyHost(dr.Spec.GetHost(), dr.Namespace), host) {
 			out = append(out, dr)
 		}
 	}
@@ -336,7 +360,7 @@ func (w *World) ScopedFor(ns string, sc *Sidecar) *World {
 	cfg.VirtualServices = nil
 	for _, vs := range w.Config.VirtualServices {
 		for _, h := range vs.Spec.GetHosts() {
-			if visible(vs.Namespace, ResolveHost(h, vs.Namespace, w.Mesh.DomainSuffix)) {
+			if visible(vs.Namespace, w.QualifyHost(h, vs.Namespace)) {
 				cfg.VirtualServices = append(cfg.VirtualServices, vs)
 				break
 			}

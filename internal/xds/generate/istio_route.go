@@ -83,7 +83,7 @@ const defaultRetryOn = "connect-failure,refused-stream,unavailable,cancelled,ret
 func virtualServiceFor(world *model.World, svc *model.Service, clientNS string) *model.VirtualService {
 	for _, vs := range world.VirtualServicesFor("mesh", clientNS) {
 		for _, h := range vs.Spec.GetHosts() {
-			if model.HostMatches(model.ResolveHost(h, vs.Namespace, world.Mesh.DomainSuffix), svc.Hostname) {
+			if model.HostMatches(world.QualifyHost(h, vs.Namespace), svc.Hostname) {
 				return vs
 			}
 		}
@@ -473,7 +473,7 @@ func routeAction(world *model.World, vs *model.VirtualService, hr *networking.HT
 // takes the port of the route being built (routePort) when the Service has
 // it.
 func destinationCluster(world *model.World, vs *model.VirtualService, d *networking.Destination, routePort int32, clientNS string) (string, *model.Service, bool) {
-	host := model.ResolveHost(d.GetHost(), vs.Namespace, world.Mesh.DomainSuffix)
+	host := world.QualifyHost(d.GetHost(), vs.Namespace)
 	svc := world.ServiceByHostname(host)
 	if svc == nil {
 		return "", nil, false
