@@ -144,4 +144,3 @@ func wireBytes(t *testing.T, res xds.Resources) []byte {
 	}
 	return out
 }
-
