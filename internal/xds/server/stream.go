@@ -99,7 +99,7 @@ type watch struct {
 	sent      *typeResult
 	sentNames *nameSet
 	sentWild  bool
-	// lastNonce of the last SotW response of the type.
+	// lastNonce of the last response of the type (SotW requests answer it).
 	lastNonce string
 	// known are the versions a delta client said it has
 	// (initial_resource_versions), until the first response.
@@ -408,10 +408,7 @@ func (c *conn) respondSotw(w *watch) error {
 		}
 	}
 	c.setSent(w, cur)
-	c.nonce++
-	nonce := strconv.FormatInt(c.nonce, 10)
-	w.lastNonce = nonce
-	c.s.recordSent(c, w.typeURL, cur.version, nonce)
+	nonce := c.nextResponse(w, cur.version)
 	return c.sendLarge(anysSize(out), c.nonce, func() error {
 		return c.sendSotw(&discoveryv3.DiscoveryResponse{
 			VersionInfo: cur.version,
@@ -543,9 +540,7 @@ func (c *conn) respondDelta(w *watch) error {
 		c.s.recordUpToDate(c, w.typeURL, cur.version)
 		return nil
 	}
-	c.nonce++
-	nonce := strconv.FormatInt(c.nonce, 10)
-	c.s.recordSent(c, w.typeURL, cur.version, nonce)
+	nonce := c.nextResponse(w, cur.version)
 	return c.sendLarge(deltaSize(resources), c.nonce, func() error {
 		return c.sendDelta(&discoveryv3.DeltaDiscoveryResponse{
 			SystemVersionInfo: cur.version,
@@ -555,6 +550,16 @@ func (c *conn) respondDelta(w *watch) error {
 			Nonce:             nonce,
 		})
 	})
+}
+
+// nextResponse numbers the stream's next response (of w's type, at
+// version) and records it as sent.
+func (c *conn) nextResponse(w *watch, version string) string {
+	c.nonce++
+	nonce := strconv.FormatInt(c.nonce, 10)
+	w.lastNonce = nonce
+	c.s.recordSent(c, w.typeURL, version, nonce)
+	return nonce
 }
 
 // sendLarge sends a response of size bytes. A large response takes one of
