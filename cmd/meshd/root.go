@@ -87,6 +87,7 @@ type options struct {
 	kubeconfig     string
 	debounceQuiet  time.Duration
 	debounceMax    time.Duration
+	debounceEPs    time.Duration
 	writeStatus    bool
 
 	// The admission webhooks' certificate and caBundle.
@@ -122,6 +123,8 @@ func newRootCommand() *cobra.Command {
 		"push once no change has arrived for this long")
 	f.DurationVar(&o.debounceMax, "debounce-max", time.Second,
 		"push at the latest this long after the first change of a burst")
+	f.DurationVar(&o.debounceEPs, "debounce-endpoint-quiet", server.DefaultDebounceEndpointQuiet,
+		"quiet window of changes that only move endpoints (their pushes are cheap); at most --debounce-quiet")
 	f.BoolVar(&o.writeStatus, "write-status", true,
 		"write what is wrong with each Istio networking object in the context of the mesh into its status "+
 			"(validationMessages, Reconciled condition) and as Warning events")
@@ -258,7 +261,7 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 		RestConfig:    restConfig,
 		XDSAddr:       o.xdsAddr,
 		SecureXDSAddr: o.secureXDSAddr,
-		Debounce:      server.Debounce{Quiet: o.debounceQuiet, Max: o.debounceMax},
+		Debounce:      server.Debounce{Quiet: o.debounceQuiet, Max: o.debounceMax, EndpointQuiet: o.debounceEPs},
 		Registry:      srv.Registry(),
 		Logger:        log,
 		WriteStatus:   o.writeStatus,

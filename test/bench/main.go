@@ -71,6 +71,7 @@ func main() {
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write the control plane's CPU profile of each run to <this>-N<clients>.prof, and its heap at the end of the run to <this>-N<clients>.heap")
 	flag.DurationVar(&o.debounce.Quiet, "debounce-quiet", server.DefaultDebounceQuiet, "meshd's debounce quiet window")
 	flag.DurationVar(&o.debounce.Max, "debounce-max", server.DefaultDebounceMax, "meshd's debounce max window")
+	flag.DurationVar(&o.debounce.EndpointQuiet, "debounce-endpoint-quiet", server.DefaultDebounceEndpointQuiet, "meshd's quiet window for endpoint-only changes")
 	var maxRSSMiB int64
 	flag.Int64Var(&maxRSSMiB, "max-rss-mib", 10240, "kill the control plane and stop when its RSS exceeds this (protects the machine; 0: no limit)")
 	flag.BoolVar(&o.delta, "delta", false, "simulated Envoys speak delta ADS (DeltaAggregatedResources) instead of state of the world")

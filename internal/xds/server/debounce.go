@@ -10,6 +10,11 @@ import (
 // debounceLoop turns change events into push rounds: a round starts when no
 // event arrived for Quiet, or Max after the burst's first event, whichever
 // comes first. Events arriving during a round start the next window.
+//
+// While every event of the burst only changed endpoints (the cheap push of
+// endpoints.go), the quiet window is EndpointQuiet instead: those pushes
+// cost a map copy per proxy and one small response per stream, so waiting
+// for more of them saves little and delays the most frequent change.
 func (s *Server) debounceLoop(ctx context.Context) {
 	for {
 		select {
@@ -26,8 +31,13 @@ func (s *Server) debounceLoop(ctx context.Context) {
 			continue // the event was taken by the previous round
 		}
 		hardDeadline := first.Add(s.debounce.Max)
+		endpointsOnly := true
 		deadline := func() time.Duration {
-			d := time.Now().Add(s.debounce.Quiet)
+			quiet := s.debounce.Quiet
+			if endpointsOnly = endpointsOnly && s.endpointsOnly(); endpointsOnly {
+				quiet = s.debounce.EndpointQuiet
+			}
+			d := time.Now().Add(quiet)
 			if d.After(hardDeadline) {
 				d = hardDeadline
 			}
@@ -56,6 +66,16 @@ func (s *Server) debounceLoop(ctx context.Context) {
 		s.rounds.Add(1)
 		s.pushAll(since)
 	}
+}
+
+// endpointsOnly reports whether the pending world differs from the last
+// pushed one in endpoints only (the check planEndpointPush makes first,
+// without building anything).
+func (s *Server) endpointsOnly() bool {
+	s.mu.RLock()
+	world := s.world
+	s.mu.RUnlock()
+	return s.endpoints != nil && endpointOnlyChange(s.pushed, world)
 }
 
 // pushAll brings every connected proxy to the current world: by replacing

@@ -50,9 +50,7 @@ type patchedResult struct {
 // planEndpointPush returns the plan when next differs from prev only in the
 // endpoints of Services with a cluster IP, else nil.
 func (s *Server) planEndpointPush(prev, next *model.World) *endpointPlan {
-	if s.endpoints == nil || prev == nil || next == nil || prev == next || prev.Mesh != next.Mesh ||
-		!model.SameConfig(prev, next) || !slices.Equal(prev.Workloads, next.Workloads) ||
-		len(prev.Services) != len(next.Services) {
+	if s.endpoints == nil || !endpointOnlyChange(prev, next) {
 		return nil
 	}
 	plan := &endpointPlan{
@@ -66,9 +64,6 @@ func (s *Server) planEndpointPush(prev, next *model.World) *endpointPlan {
 		a := prev.Services[i]
 		if a == b {
 			continue
-		}
-		if !sameButEndpoints(a, b) || b.ClusterIP == "" {
-			return nil
 		}
 		resources, ok := s.endpoints(next, b)
 		if !ok {
@@ -89,6 +84,29 @@ func (s *Server) planEndpointPush(prev, next *model.World) *endpointPlan {
 		return nil
 	}
 	return plan
+}
+
+// endpointOnlyChange reports whether next differs from prev only in the
+// endpoints of Services with a cluster IP (same mesh config, Istio config,
+// workloads and Services otherwise).
+func endpointOnlyChange(prev, next *model.World) bool {
+	if prev == nil || next == nil || prev == next || prev.Mesh != next.Mesh ||
+		!model.SameConfig(prev, next) || !slices.Equal(prev.Workloads, next.Workloads) ||
+		len(prev.Services) != len(next.Services) {
+		return false
+	}
+	changed := false
+	for i, b := range next.Services {
+		a := prev.Services[i]
+		if a == b {
+			continue
+		}
+		if !sameButEndpoints(a, b) || b.ClusterIP == "" {
+			return false
+		}
+		changed = true
+	}
+	return changed
 }
 
 // sameButEndpoints reports whether two Services differ at most in their

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -217,4 +218,41 @@ func TestEndpointPushEqualsFullBuild(t *testing.T) {
 	}
 	push(w9)
 	check("canary endpoint added", w9)
+}
+
+// TestEndpointDebounce: an endpoint-only change is pushed after the short
+// EndpointQuiet window; any other change waits for Quiet.
+func TestEndpointDebounce(t *testing.T) {
+	gens := generate.NewCache()
+	s, err := New(Options{Generator: gens.Generate, Endpoints: gens.LoadAssignments, Logger: logr.Discard(),
+		Debounce: Debounce{Quiet: 600 * time.Millisecond, Max: 5 * time.Second, EndpointQuiet: 10 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.Start(ctx)
+	roundAfter := func(w *model.World) time.Duration {
+		t.Helper()
+		before := s.rounds.Load()
+		start := time.Now()
+		s.Update(w)
+		for s.rounds.Load() == before {
+			if time.Since(start) > 5*time.Second {
+				t.Fatal("no push round")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	w0 := endpointWorld(map[int][]string{0: {"10.1.0.1"}, 1: {"10.1.1.1"}})
+	roundAfter(w0)
+	w1 := withServices(w0, map[int]*model.Service{1: withEndpoints(w0.Services[1], "10.1.1.1", "10.1.1.2")})
+	if d := roundAfter(w1); d > 400*time.Millisecond {
+		t.Errorf("endpoint-only change pushed after %v, want about 10ms", d)
+	}
+	w2 := model.NewWorld(model.MeshConfig{TrustDomain: "other"}, w1.Services, w1.Workloads)
+	if d := roundAfter(w2); d < 550*time.Millisecond {
+		t.Errorf("mesh config change pushed after %v, want the 600ms quiet window", d)
+	}
 }

@@ -53,6 +53,9 @@ import (
 const (
 	DefaultDebounceQuiet = 100 * time.Millisecond
 	DefaultDebounceMax   = time.Second
+	// DefaultDebounceEndpointQuiet is the quiet window of endpoint-only
+	// changes, whose pushes are cheap.
+	DefaultDebounceEndpointQuiet = 20 * time.Millisecond
 )
 
 // Options configure a Server.
@@ -87,6 +90,9 @@ type Options struct {
 // Debounce is the change-event debouncing window.
 type Debounce struct {
 	Quiet, Max time.Duration
+	// EndpointQuiet replaces Quiet while the changes only move endpoints
+	// (see debounceLoop); zero takes DefaultDebounceEndpointQuiet.
+	EndpointQuiet time.Duration
 }
 
 // Server serves the current world's configuration to connected proxies.
@@ -144,6 +150,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Debounce.Max <= 0 {
 		opts.Debounce.Max = DefaultDebounceMax
+	}
+	if opts.Debounce.EndpointQuiet <= 0 || opts.Debounce.EndpointQuiet > opts.Debounce.Quiet {
+		opts.Debounce.EndpointQuiet = min(DefaultDebounceEndpointQuiet, opts.Debounce.Quiet)
 	}
 	if opts.Debounce.Max < opts.Debounce.Quiet {
 		opts.Debounce.Max = opts.Debounce.Quiet
