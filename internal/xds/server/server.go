@@ -106,6 +106,8 @@ type Server struct {
 
 	// names interns the streams' subscriptions.
 	names *interner
+	// memory returns a burst's memory to the OS (memory.go).
+	memory *memoryReturner
 	// sendSlots bounds the large responses in flight (see sendLarge).
 	sendSlots chan struct{}
 	streamIDs atomic.Int64
@@ -211,6 +213,7 @@ func (s *Server) Update(world *model.World) {
 func (s *Server) Start(ctx context.Context) {
 	s.startOnce.Do(func() {
 		go s.debounceLoop(ctx)
+		go s.memory.run(s.ctx)
 		go func() {
 			select {
 			case <-ctx.Done():

@@ -571,7 +571,11 @@ func (c *conn) nextResponse(w *watch, version string) string {
 // holds one slot at most: its own answers release it, so waiting for a
 // second one could deadlock.
 func (c *conn) sendLarge(size int, nonce int64, send func() error) error {
-	if size < largeResponseBytes || c.slot != nil {
+	if size < largeResponseBytes {
+		return send()
+	}
+	c.s.memory.sent(size)
+	if c.slot != nil {
 		return send()
 	}
 	select {
