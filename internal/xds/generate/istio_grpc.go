@@ -57,8 +57,11 @@ func GRPCUnsupported(world *model.World, ns string) []Unsupported {
 				}
 			}
 		}
-		if len(vs.Spec.GetTcp()) > 0 || len(vs.Spec.GetTls()) > 0 {
-			add("spec.tcp", "TCP and TLS routes do not apply to proxyless gRPC")
+		if len(vs.Spec.GetTcp()) > 0 {
+			add("spec.tcp", "TCP routes do not apply to proxyless gRPC")
+		}
+		if len(vs.Spec.GetTls()) > 0 {
+			add("spec.tls", "TLS routes do not apply to proxyless gRPC")
 		}
 	}
 	for _, dr := range world.Config.DestinationRules {

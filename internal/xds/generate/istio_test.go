@@ -589,3 +589,45 @@ func TestIstioDefaults(t *testing.T) {
 	}
 	assertSameResources(t, "gRPC sourceLabels", got, generateChecked(t, sw, canary))
 }
+
+// TestSidecarTLSRoutes: a VirtualService's TLS route sends connections to
+// the Service's address with a given SNI to its destination; other
+// connections keep the Service's own chain; the listener inspects TLS.
+func TestSidecarTLSRoutes(t *testing.T) {
+	base := fixtureWorld(true)
+	cfg := model.Config{VirtualServices: []*model.VirtualService{{Meta: model.Meta{Name: "ingress-sni", Namespace: "mesh-gateways"}, Spec: &networking.VirtualService{
+		Hosts: []string{"ingress.mesh-gateways.svc.cluster.local"},
+		Tls: []*networking.TLSRoute{{
+			Match: []*networking.TLSMatchAttributes{{Port: 443, SniHosts: []string{"a.example.com"}}},
+			Route: []*networking.RouteDestination{{Destination: &networking.Destination{Host: "db.data.svc.cluster.local"}}},
+		}},
+	}}}}
+	w := model.NewWorldWithConfig(base.Mesh, base.Services, base.Workloads, cfg)
+	p := fixtureProxy(w, model.ProxySidecar, "shop", "client-0")
+	res := generateChecked(t, w, p)
+	l, _ := byName(res, resourcev3.ListenerType, "0.0.0.0_443").(*listenerv3.Listener)
+	var sni, plain *listenerv3.FilterChain
+	for _, fc := range l.GetFilterChains() {
+		switch {
+		case slices.Equal(fc.GetFilterChainMatch().GetServerNames(), []string{"a.example.com"}):
+			sni = fc
+		case fc.GetName() == "outbound|443||ingress.mesh-gateways.svc.cluster.local":
+			plain = fc
+		}
+	}
+	if sni == nil || plain == nil || len(l.GetListenerFilters()) != 1 {
+		t.Fatalf("chains %v, listener filters %v", l.GetFilterChains(), l.GetListenerFilters())
+	}
+	var tp tcpproxyv3.TcpProxy
+	if err := sni.GetFilters()[0].GetTypedConfig().UnmarshalTo(&tp); err != nil || tp.GetCluster() != "outbound|5432||db.data.svc.cluster.local" {
+		t.Errorf("SNI chain proxies to %v (%v)", tp.GetCluster(), err)
+	}
+	if got := sni.GetFilterChainMatch().GetPrefixRanges(); len(got) != 1 || got[0].GetAddressPrefix() != "10.96.0.50" {
+		t.Errorf("SNI chain is not limited to the Service's address: %v", got)
+	}
+	got, err := NewCache().Generate(w, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameResources(t, "tls routes", got, res)
+}

@@ -1,6 +1,9 @@
 package generate
 
 import (
+	"fmt"
+	"slices"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -69,6 +72,21 @@ func sidecarOutboundListener(op outboundPort, wildcard, fallback string, routes 
 			}
 			match = &listenerv3.FilterChainMatch{ServerNames: []string{svc.Hostname}}
 			inspectTLS = true
+		}
+		tlsChains, err := routes.tlsChains(svc, op.Port, match)
+		if err != nil {
+			return nil, err
+		}
+		if len(tlsChains) > 0 {
+			// By SNI first; other connections to the Service fall through to
+			// its default chain below.
+			chains = append(chains, tlsChains...)
+			inspectTLS = true
+			if len(ranges) == 0 && slices.ContainsFunc(tlsChains, func(fc *listenerv3.FilterChain) bool {
+				return slices.Contains(fc.GetFilterChainMatch().GetServerNames(), svc.Hostname)
+			}) {
+				continue // a route took the Service's own name: no default chain
+			}
 		}
 		if f, err := routes.filter(svc, op.Port, cluster); err != nil {
 			return nil, err
@@ -180,15 +198,49 @@ type tcpRoutes struct {
 	ns    string
 }
 
-// usesTCPRoutes reports whether some VirtualService has TCP routes (then a
-// sidecar's listeners depend on its namespace).
+// usesTCPRoutes reports whether some VirtualService has TCP or TLS routes
+// (then a sidecar's listeners depend on its namespace).
 func usesTCPRoutes(world *model.World) bool {
 	for _, vs := range world.Config.VirtualServices {
-		if len(vs.Spec.GetTcp()) > 0 {
+		if len(vs.Spec.GetTcp()) > 0 || len(vs.Spec.GetTls()) > 0 {
 			return true
 		}
 	}
 	return false
+}
+
+// tlsChains are the filter chains of the TLS routes covering svc on port:
+// each match's SNI hosts (within the Service's own chain match) proxied to
+// the route's destinations.
+func (r tcpRoutes) tlsChains(svc *model.Service, port int32, base *listenerv3.FilterChainMatch) ([]*listenerv3.FilterChain, error) {
+	if r.world == nil {
+		return nil, nil
+	}
+	vs := virtualServiceFor(r.world, svc, r.ns)
+	if vs == nil {
+		return nil, nil
+	}
+	client := routeClient{namespace: r.ns}
+	var out []*listenerv3.FilterChain
+	for i, tr := range vs.Spec.GetTls() {
+		for j, m := range tr.GetMatch() {
+			if m.GetPort() != 0 && int32(m.GetPort()) != port || !client.boundTo(m.GetGateways(), vs.Namespace) ||
+				m.GetSourceNamespace() != "" && m.GetSourceNamespace() != r.ns || len(m.GetSniHosts()) == 0 {
+				continue
+			}
+			name := fmt.Sprintf("%s/%s.tls[%d].match[%d]", vs.Namespace, vs.Name, i, j)
+			f, err := tcpRouteFilter(r.world, vs, tr.GetRoute(), port, r.ns, name)
+			if err != nil {
+				return nil, err
+			}
+			if f == nil {
+				continue
+			}
+			match := &listenerv3.FilterChainMatch{PrefixRanges: base.GetPrefixRanges(), ServerNames: slices.Sorted(slices.Values(m.GetSniHosts()))}
+			out = append(out, &listenerv3.FilterChain{Name: name, FilterChainMatch: match, Filters: []*listenerv3.Filter{f}})
+		}
+	}
+	return out, nil
 }
 
 // filter is the tcp_proxy the first TCP route covering svc on port sends
