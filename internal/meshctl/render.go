@@ -165,6 +165,13 @@ func (o *renderOptions) render(stdin io.Reader, stderr io.Writer) (xds.Resources
 		return nil, 0, err
 	}
 	fmt.Fprintln(stderr, "Rendering for "+description+".")
+	if proxy.Type == model.ProxyGRPC {
+		// Reported, not silently dropped: what this client's routes and
+		// clusters leave out of the configuration that applies to it.
+		for _, u := range generate.GRPCUnsupported(world, proxy.Namespace) {
+			fmt.Fprintf(stderr, "Not honoured by proxyless gRPC: %s %s/%s %s: %s\n", u.Kind, u.Namespace, u.Name, u.Field, u.Message)
+		}
+	}
 
 	res, err := generate.Generate(world, proxy)
 	if err != nil {

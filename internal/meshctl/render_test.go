@@ -816,3 +816,14 @@ func TestRenderOutputIsDeterministic(t *testing.T) {
 		t.Error("two renders of the same input differ")
 	}
 }
+
+// TestRenderReportsWhatGRPCLeavesOut: rendering for a proxyless client
+// names the fields it does not honour (the mirror of the mirror-rewrite
+// feature, here), on stderr.
+func TestRenderReportsWhatGRPCLeavesOut(t *testing.T) {
+	input := filepath.Join(renderRoot, "mirror-rewrite-cors-headers", "input.yaml")
+	code, _, stderr := run(t, "", "render", "-f", input, "--proxy", "grpc", "-n", "demo")
+	if code != 0 || !strings.Contains(stderr, "Not honoured by proxyless gRPC: VirtualService") || !strings.Contains(stderr, ".mirror") {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr)
+	}
+}
