@@ -19,12 +19,11 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/meshplane/meshplane/internal/xds"
 	"github.com/meshplane/meshplane/internal/golden"
+	"github.com/meshplane/meshplane/internal/xds"
 	"github.com/meshplane/meshplane/internal/xds/generate"
 	"github.com/meshplane/meshplane/internal/xds/server"
 )
-
 
 var renderRoot = filepath.Join("testdata", "render")
 
@@ -92,7 +91,6 @@ func compareGolden(t *testing.T, path, got string) {
 	t.Helper()
 	golden.Check(t, path, []byte(got))
 }
-
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
