@@ -181,6 +181,7 @@ func New(opts Options) (*Server, error) {
 		changed:   make(chan struct{}, 1),
 		memo:      newMemo(opts.Validate),
 		names:     newInterner(),
+		memory:    newMemoryReturner(),
 		// A few large responses per core in flight: enough to keep the
 		// cores and the network busy.
 		sendSlots: make(chan struct{}, 8*runtime.GOMAXPROCS(0)),
