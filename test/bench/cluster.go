@@ -24,8 +24,8 @@ import (
 
 // startEnvtest starts etcd and kube-apiserver like harness.StartEnvtest, but
 // with a service CIDR large enough for the benchmark's Services (envtest's
-// default, 10.0.0.0/24, holds 254 ClusterIPs) and no CRDs (meshd's discovery
-// watches core kinds only).
+// default, 10.0.0.0/24, holds 254 ClusterIPs) and no CRDs: the only ones the
+// benchmark needs are Istio's, which installIstioCRDs installs.
 func startEnvtest() (*envtest.Environment, *rest.Config, error) {
 	apiServer, err := harness.Binary("kube-apiserver")
 	if err != nil {

@@ -28,13 +28,11 @@ import (
 	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshplane/meshplane/internal/xds/generate"
 	"github.com/meshplane/meshplane/internal/xds/server"
-	"github.com/meshplane/meshplane/test/harness"
 )
 
 type options struct {
@@ -122,7 +120,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 	cfg.QPS, cfg.Burst = 2000, 4000
-	k8s, err := harness.NewClient(cfg)
+	k8s, err := newBenchClient(cfg)
 	if err != nil {
 		return err
 	}
@@ -142,6 +140,14 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	logf("created %d Services and EndpointSlices in %d namespaces in %s", o.services, o.namespaces, time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	if err := installIstioCRDs(ctx, k8s, cfg); err != nil {
+		return fmt.Errorf("installing Istio's CRDs: %w", err)
+	}
+	if err := createSubsets(ctx, k8s, w); err != nil {
+		return err
+	}
+	logf("installed Istio's CRDs and the DestinationRule of %s (subsets v1, v2) in %s", w.fqdn(routeTarget), time.Since(start).Round(time.Millisecond))
 
 	var results []result
 	var stopped string
@@ -171,6 +177,7 @@ func run(ctx context.Context, o options) (err error) {
 // change is one measured change.
 type change struct {
 	label      string
+	what       string // what is written and what the probe looks for, for the details
 	p50, p99   time.Duration
 	max        time.Duration
 	got, of    int
@@ -196,6 +203,11 @@ type result struct {
 
 func runOnce(ctx context.Context, o options, k8s client.Client, w world, kubeconfig string, runIdx, n int) (r result, err error) {
 	r.clients = n
+	if runIdx > 0 {
+		if err := deleteCanary(ctx, k8s, w, runIdx); err != nil {
+			return r, err
+		}
+	}
 	profile := ""
 	if o.cpuprofile != "" {
 		profile = fmt.Sprintf("%s-N%d.prof", strings.TrimSuffix(o.cpuprofile, ".prof"), n)
@@ -224,6 +236,14 @@ func runOnce(ctx context.Context, o options, k8s client.Client, w world, kubecon
 	if o.maxRSS > 0 {
 		go watchRSS(runCtx, f, cp, o.maxRSS)
 	}
+	// Every client's initial config must have the DestinationRule's subset
+	// clusters: else meshd does not see the Istio configuration, and the
+	// route change could only time out.
+	subsets := &probe{id: time.Now().UnixNano(), start: time.Now(), done: make([]atomic.Int64, n), conds: []condition{
+		{typeURL: resourcev3.ClusterType, name: generate.OutboundClusterName(80, "v1", w.fqdn(routeTarget))},
+		{typeURL: resourcev3.ClusterType, name: generate.OutboundClusterName(80, "v2", w.fqdn(routeTarget))},
+	}}
+	f.probe.Store(subsets)
 	cpu0, self0 := procCPU(pid), selfCPU()
 	if err := f.connect(runCtx, cp.addr, w); err != nil {
 		return r, fmt.Errorf("connecting clients: %w", err)
@@ -250,17 +270,27 @@ func runOnce(ctx context.Context, o options, k8s client.Client, w world, kubecon
 		r.syncAll, r.syncP50 = times[len(times)-1], pct(times, 50)
 		r.bytesPerClient = bytes / int64(len(times))
 	}
-	if err != nil {
+	// What the report shows of the run's end, also when it fails.
+	recordEnd := func() {
 		_, r.rssHWM = procStatus(pid)
 		r.rssHWM = max(r.rssHWM, cp.peak.Load())
 		r.reconnects = f.reconnects.Load()
 		if b := f.lastBreak.Load(); b != nil {
 			r.firstBreak = *b
 		}
+	}
+	if err != nil {
+		recordEnd()
 		return r, err
 	}
 	logf("all %d clients synced in %s (p50 %s), %s of config each; control plane CPU %s",
 		n, r.syncAll.Round(time.Millisecond), r.syncP50.Round(time.Millisecond), mib(r.bytesPerClient), r.cpuSync.Round(time.Millisecond))
+	f.probe.Store(nil)
+	if got := subsets.count.Load(); got < int64(n) {
+		recordEnd()
+		return r, fmt.Errorf("%d of %d clients synced without the clusters of the subsets of DestinationRule %s/%s: meshd does not apply the Istio configuration (are its CRDs watched?)",
+			int64(n)-got, n, w.namespace(routeTarget), subsetDestinationRule(w).Name)
+	}
 	if err := sleep(ctx, o.settle); err != nil {
 		return r, err
 	}
@@ -269,7 +299,7 @@ func runOnce(ctx context.Context, o options, k8s client.Client, w world, kubecon
 	// (a) one endpoint added to an existing Service.
 	ka := (1 + runIdx) % w.services
 	clusterA := fmt.Sprintf("outbound|80||%s", w.fqdn(ka))
-	r.changes = append(r.changes, measure(ctx, o, f, pid, "endpoint added", []condition{
+	r.changes = append(r.changes, measure(ctx, o, f, pid, "endpoint added", fmt.Sprintf("%s → EDS %s", podIP(ka, 3), clusterA), []condition{
 		{typeURL: resourcev3.EndpointType, name: clusterA, contain: []byte(podIP(ka, 3))},
 	}, func() error {
 		s := &discoveryv1.EndpointSlice{}
@@ -282,7 +312,7 @@ func runOnce(ctx context.Context, o options, k8s client.Client, w world, kubecon
 
 	// (b) one Service added (with its EndpointSlice).
 	kb := w.services + runIdx
-	r.changes = append(r.changes, measure(ctx, o, f, pid, "Service added", []condition{
+	r.changes = append(r.changes, measure(ctx, o, f, pid, "Service added", w.fqdn(kb), []condition{
 		{typeURL: resourcev3.ClusterType, name: fmt.Sprintf("outbound|80||%s", w.fqdn(kb))},
 		{typeURL: resourcev3.EndpointType, name: fmt.Sprintf("outbound|9090||%s", w.fqdn(kb))},
 		{typeURL: resourcev3.RouteType, name: "80", contain: []byte(w.fqdn(kb))},
@@ -293,31 +323,18 @@ func runOnce(ctx context.Context, o options, k8s client.Client, w world, kubecon
 		return k8s.Create(ctx, sliceObject(w, kb, 3))
 	}))
 
-	// (c) "route change": there are no VirtualServices yet; a Service gains
-	// an HTTP port, which adds a listener, a route configuration (with the
-	// Service's virtual host), a cluster and its endpoints.
-	kc := (w.services/2 + 2*runIdx) % w.services
-	port := int32(8100 + runIdx)
-	r.changes = append(r.changes, measure(ctx, o, f, pid, "route change (Service port added)", []condition{
-		{typeURL: resourcev3.ListenerType, name: fmt.Sprintf("0.0.0.0_%d", port)},
-		{typeURL: resourcev3.RouteType, name: strconv.Itoa(int(port)), contain: []byte(w.fqdn(kc))},
-		{typeURL: resourcev3.EndpointType, name: fmt.Sprintf("outbound|%d||%s", port, w.fqdn(kc))},
+	// (c) route change: this run's VirtualService for the route target
+	// replaces the default route of its virtual host in every sidecar's
+	// route configuration "80" with a 90/10 split between its subsets.
+	run := runIdx + 1
+	canary := canaryVirtualService(w, run)
+	what := fmt.Sprintf("%s/%s for %s → route %s in RDS 80", canary.Namespace, canary.Name, w.fqdn(routeTarget), canaryRouteName(canary))
+	r.changes = append(r.changes, measure(ctx, o, f, pid, "route change (VirtualService)", what, []condition{
+		{typeURL: resourcev3.RouteType, name: "80", contain: []byte(canaryRouteName(canary))},
 	}, func() error {
-		s := &corev1.Service{}
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(serviceObject(w, kc)), s); err != nil {
-			return err
-		}
-		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{
-			Name: fmt.Sprintf("http-r%d", port), Port: port, TargetPort: intstr.FromInt32(port), Protocol: corev1.ProtocolTCP,
-		})
-		return k8s.Update(ctx, s)
+		return createCanary(ctx, k8s, w, run)
 	}))
-	_, r.rssHWM = procStatus(pid)
-	r.rssHWM = max(r.rssHWM, cp.peak.Load())
-	r.reconnects = f.reconnects.Load()
-	if b := f.lastBreak.Load(); b != nil {
-		r.firstBreak = *b
-	}
+	recordEnd()
 	for _, c := range r.changes {
 		if c.err != nil {
 			return r, fmt.Errorf("%s: %w", c.label, c.err)
@@ -356,8 +373,8 @@ func watchRSS(ctx context.Context, f *fleet, cp *childCP, limit int64) {
 
 // measure installs a probe, makes the change and waits until every client
 // holds it.
-func measure(ctx context.Context, o options, f *fleet, pid int, label string, conds []condition, do func() error) (c change) {
-	c.label, c.of = label, len(f.clients)
+func measure(ctx context.Context, o options, f *fleet, pid int, label, what string, conds []condition, do func() error) (c change) {
+	c.label, c.what, c.of = label, what, len(f.clients)
 	p := &probe{id: time.Now().UnixNano(), conds: conds, done: make([]atomic.Int64, len(f.clients))}
 	cpu0, self0 := procCPU(pid), selfCPU()
 	p.start = time.Now()
@@ -459,7 +476,7 @@ func renderReport(o options, results []result, stopped string) string {
 	fmt.Fprintf(&b, "\n## meshd control plane benchmark: %s ADS\n\n", protocol(o))
 	fmt.Fprintf(&b, "%d Services (http-web 80, grpc-api 9090; 3 endpoints each) in %d namespaces; %s ADS clients as Envoy sidecars, one gRPC connection each; debounce %s quiet / %s max. RSS and CPU are the control-plane child process's only (discovery + xDS server); the clients run in the parent.\n\n",
 		o.services, o.namespaces, protocol(o), o.debounce.Quiet, o.debounce.Max)
-	b.WriteString("| clients | all clients synced (p50) | endpoint added p50 / p99 | Service added p50 / p99 | route change p50 / p99 | RSS idle / after sync / peak | CPU-s per client, initial sync | CPU-s per client per push (a / b / c) | config per client |\n")
+	b.WriteString("| clients | all clients synced (p50) | endpoint added p50 / p99 | Service added p50 / p99 | route change (VirtualService) p50 / p99 | RSS idle / after sync / peak | CPU-s per client, initial sync | CPU-s per client per push (a / b / c) | config per client |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		sync := fmt.Sprintf("%s (%s)", dur(r.syncAll), dur(r.syncP50))
@@ -495,7 +512,7 @@ func renderReport(o options, results []result, stopped string) string {
 		fmt.Fprintf(&b, "- %d clients (client 0 holds %s): control plane ready (discovery synced) %.1f s after start; initial sync control-plane CPU %.1f s, client side (this process) %.1f s",
 			r.clients, r.sample, r.cpReady, r.cpuSync.Seconds(), r.clientsCPUSync.Seconds())
 		for _, c := range r.changes {
-			fmt.Fprintf(&b, "; %s: max %s, CP CPU %.2f s, clients CPU %.2f s", c.label, dur(c.max), c.cpu.Seconds(), c.clientsCPU.Seconds())
+			fmt.Fprintf(&b, "; %s %s: max %s, CP CPU %.2f s, clients CPU %.2f s", c.label, c.what, dur(c.max), c.cpu.Seconds(), c.clientsCPU.Seconds())
 		}
 		if r.reconnects > 0 {
 			fmt.Fprintf(&b, "; **%d ADS streams broke and were reopened** (first: %s)", r.reconnects, r.firstBreak)
@@ -508,6 +525,7 @@ func renderReport(o options, results []result, stopped string) string {
 	if stopped != "" {
 		fmt.Fprintf(&b, "\n%s\n", stopped)
 	}
-	b.WriteString("\nPer-push CPU is the control plane's CPU time from the API write until " + o.settle.String() + " after the last client had the change, divided by the clients. Peak RSS is VmHWM of the control-plane process over the run (start-up, initial sync, the three changes).\n")
+	b.WriteString("\nPer-push CPU is the control plane's CPU time from the API write until " + o.settle.String() + " after the last client had the change, divided by the clients. Peak RSS is VmHWM of the control-plane process over the run (start-up, initial sync, the three changes). " +
+		"The route change is a VirtualService created for one Service, splitting its port 80 90/10 between the subsets of a DestinationRule that was there before the control plane started: in every sidecar's route configuration \"80\", that Service's virtual host gets the VirtualService's route instead of its default one; nothing else changes.\n")
 	return b.String()
 }

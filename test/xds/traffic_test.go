@@ -281,6 +281,55 @@ func TestIstioTrafficManagement(t *testing.T) {
 		}
 	})
 
+	t.Run("a broken VirtualService leaves the good one routing", func(t *testing.T) {
+		// Broken in context only (the webhook would accept it): a subset no
+		// DestinationRule defines. meshd skips it; flaky keeps its default
+		// route, and echo's VirtualService keeps routing.
+		mesh.apply(t, &istionetworking.VirtualService{
+			ObjectMeta: metav1.ObjectMeta{Name: "flaky-broken", Namespace: trafficNS},
+			Spec: networking.VirtualService{
+				Hosts: []string{"flaky"},
+				Http:  []*networking.HTTPRoute{{Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "flaky", Subset: "v9"}}}}},
+			},
+		})
+		// A change to the good one after it: once it is served, the broken
+		// one has been through meshd too.
+		mesh.apply(t, &istionetworking.VirtualService{
+			ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: trafficNS},
+			Spec: networking.VirtualService{
+				Hosts: []string{"echo"},
+				Http: []*networking.HTTPRoute{{
+					Name: "jason-or-ann",
+					Match: []*networking.HTTPMatchRequest{
+						{Headers: map[string]*networking.StringMatch{"end-user": {MatchType: &networking.StringMatch_Exact{Exact: "jason"}}}},
+						{Headers: map[string]*networking.StringMatch{"end-user": {MatchType: &networking.StringMatch_Exact{Exact: "ann"}}}},
+					},
+					Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "echo", Subset: "v2"}}},
+				}, {
+					Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "echo", Subset: "v1"}}},
+				}},
+			},
+		})
+		mesh.waitForRoutes(t, echoClient, "the updated header route", func(routes []*routev3.Route) error {
+			if len(routes) != 3 || routes[1].GetRoute().GetCluster() != v2Cluster {
+				return fmt.Errorf("routes %v", routes)
+			}
+			return nil
+		})
+		if got := answeredBy(echoClient.calls(50, "end-user", "ann")); got[v2.impl.Name] != 50 {
+			t.Errorf("RPCs with end-user: ann answered by %v, want all by v2", got)
+		}
+		mesh.checkRoutes(t, flakyClient, func(routes []*routev3.Route) error {
+			if len(routes) != 1 || routes[0].GetName() != "default" {
+				return fmt.Errorf("flaky's routes are %v, want its default route (the broken VirtualService skipped)", routes)
+			}
+			return nil
+		})
+		if err := istio.Delete(ctx, &istionetworking.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "flaky-broken", Namespace: trafficNS}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	// faultVS routes every RPC to echo (round robin over both pods), with
 	// fault (nil: none).
 	faultVS := func(fault *networking.HTTPFaultInjection) *istionetworking.VirtualService {
