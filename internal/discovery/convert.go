@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
@@ -50,6 +51,7 @@ func ServiceFromKube(svc *corev1.Service, domainSuffix string) (s *model.Service
 		Hostname:  model.Hostname(svc.Name, svc.Namespace, domainSuffix),
 		ClusterIP: clusterIP(svc.Spec.ClusterIP),
 		Labels:    cloneLabels(svc.Labels),
+		ExportTo:  exportTo(svc.Annotations[ExportToAnnotation]),
 	}
 	for _, p := range svc.Spec.Ports {
 		if !isTCP(p.Protocol) {
@@ -67,6 +69,20 @@ func ServiceFromKube(svc *corev1.Service, domainSuffix string) (s *model.Service
 	}
 	slices.SortStableFunc(s.Ports, func(a, b model.ServicePort) int { return int(a.Port) - int(b.Port) })
 	return s, true
+}
+
+// ExportToAnnotation restricts the namespaces whose proxies see a Service,
+// as Istio reads it: comma-separated namespaces, "." (its own), "*" (all).
+const ExportToAnnotation = "networking.istio.io/exportTo"
+
+func exportTo(annotation string) []string {
+	var out []string
+	for _, ns := range strings.Split(annotation, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			out = append(out, ns)
+		}
+	}
+	return out
 }
 
 func clusterIP(ip string) string {

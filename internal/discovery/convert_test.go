@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -242,5 +243,25 @@ func TestLocalityAndBuildEndpoint(t *testing.T) {
 	ep = BuildEndpoint(se, nil, node)
 	if ep.Locality.Zone != "eu-3" || ep.Locality.Region != "eu" || ep.NodeName != "n1" || ep.ServiceAccount != "" || ep.Labels != nil {
 		t.Errorf("got %+v", ep)
+	}
+}
+
+// TestServiceExportTo: Istio's exportTo annotation restricts who sees a
+// Service; absent, everyone does.
+func TestServiceExportTo(t *testing.T) {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns",
+		Annotations: map[string]string{ExportToAnnotation: " ., istio-system ,"}},
+		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.1", Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	s, ok := ServiceFromKube(svc, "")
+	if !ok || !slices.Equal(s.ExportTo, []string{".", "istio-system"}) {
+		t.Fatalf("ExportTo %v", s.ExportTo)
+	}
+	w := model.NewWorld(model.MeshConfig{}, []*model.Service{s}, nil)
+	if !w.HasExportRestrictions() || len(w.ScopedFor("other", nil).Services) != 0 || len(w.ScopedFor("ns", nil).Services) != 1 {
+		t.Error("the annotation does not scope the Service")
+	}
+	svc.Annotations = nil
+	if s, _ := ServiceFromKube(svc, ""); s.ExportTo != nil {
+		t.Errorf("no annotation: ExportTo %v", s.ExportTo)
 	}
 }

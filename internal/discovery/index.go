@@ -769,7 +769,8 @@ func rank(e *model.Endpoint) int {
 
 func sameServiceBase(a, b *model.Service) bool {
 	return a.Name == b.Name && a.Namespace == b.Namespace && a.Hostname == b.Hostname &&
-		a.ClusterIP == b.ClusterIP && slices.Equal(a.Ports, b.Ports) && maps.Equal(a.Labels, b.Labels)
+		a.ClusterIP == b.ClusterIP && slices.Equal(a.Ports, b.Ports) && maps.Equal(a.Labels, b.Labels) &&
+		slices.Equal(a.ExportTo, b.ExportTo)
 }
 
 func sameSliceEndpoint(a, b SliceEndpoint) bool {
