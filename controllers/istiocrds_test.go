@@ -132,11 +132,7 @@ func TestOnlyOutdatedIstioCRDsAreApplied(t *testing.T) {
 
 	writes.Reset()
 	// Any change to the spec makes the operator reconcile.
-	mcp = get(t, mcp.Name)
-	mcp.Spec.ControlPlane.LogLevel = "debug"
-	if err := k8s.Update(ctx, mcp); err != nil {
-		t.Fatal(err)
-	}
+	updateSpec(t, mcp.Name, func(mcp *v1alpha1.MeshControlPlane) { mcp.Spec.ControlPlane.LogLevel = "debug" })
 	framework.Poll(t, wait, "CRD "+outdated+" applied again", func() error {
 		if err := k8s.Get(ctx, client.ObjectKey{Name: outdated}, crd); err != nil {
 			return err

@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -90,6 +91,21 @@ func markAvailable(t *testing.T, namespace, name string) {
 	}
 	if err := k8s.Status().Update(ctx, d); err != nil {
 		t.Fatalf("marking Deployment %s/%s available: %v", namespace, name, err)
+	}
+}
+
+// updateSpec changes a MeshControlPlane's spec, reading it again when the
+// operator wrote it in between (status and finalizer writes bump its
+// resourceVersion).
+func updateSpec(t *testing.T, name string, change func(*v1alpha1.MeshControlPlane)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		mcp := get(t, name)
+		change(mcp)
+		return k8s.Update(ctx, mcp)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -200,13 +216,11 @@ func TestUpdateReachesTheDeploymentsAndPrunesRemovedGateways(t *testing.T) {
 	framework.WaitForCondition(t, k8s, mcp.Name, v1alpha1.ConditionReconciled, metav1.ConditionTrue, "", wait)
 	deployment(t, "mesh-upd", "egress")
 
-	mcp = get(t, mcp.Name)
-	mcp.Spec.ControlPlane.Replicas = ptr.To[int32](3)
-	mcp.Spec.ControlPlane.LogLevel = "debug"
-	mcp.Spec.Gateways = mcp.Spec.Gateways[:1]
-	if err := k8s.Update(ctx, mcp); err != nil {
-		t.Fatal(err)
-	}
+	updateSpec(t, mcp.Name, func(mcp *v1alpha1.MeshControlPlane) {
+		mcp.Spec.ControlPlane.Replicas = ptr.To[int32](3)
+		mcp.Spec.ControlPlane.LogLevel = "debug"
+		mcp.Spec.Gateways = mcp.Spec.Gateways[:1]
+	})
 	framework.Poll(t, wait, "meshd scaled to 3 with debug logs", func() error {
 		d := deployment(t, "mesh-upd", "meshd-upd")
 		if ptr.Deref(d.Spec.Replicas, 0) != 3 {
@@ -281,10 +295,7 @@ func TestRevisionBasedUpdatesAreRefusedNotIgnored(t *testing.T) {
 	}
 
 	// Switching back to InPlace installs.
-	got.Spec.UpdateStrategy.Type = v1alpha1.UpdateStrategyInPlace
-	if err := k8s.Update(ctx, got); err != nil {
-		t.Fatal(err)
-	}
+	updateSpec(t, mcp.Name, func(mcp *v1alpha1.MeshControlPlane) { mcp.Spec.UpdateStrategy.Type = v1alpha1.UpdateStrategyInPlace })
 	framework.WaitForCondition(t, k8s, mcp.Name, v1alpha1.ConditionReconciled, metav1.ConditionTrue, "", wait)
 }
 

@@ -43,11 +43,7 @@ func TestOperatorLeavesMeshdsCABundleAlone(t *testing.T) {
 	}
 
 	// A spec change makes the operator apply every object again.
-	mcp = get(t, mcp.Name)
-	mcp.Spec.ControlPlane.LogLevel = "debug"
-	if err := k8s.Update(ctx, mcp); err != nil {
-		t.Fatal(err)
-	}
+	updateSpec(t, mcp.Name, func(mcp *v1alpha1.MeshControlPlane) { mcp.Spec.ControlPlane.LogLevel = "debug" })
 	framework.Poll(t, wait, "meshd restarted with debug logs", func() error {
 		if args := strings.Join(deployment(t, "mesh-cab", "meshd-cab").Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "debug") {
 			return fmt.Errorf("args %q", args)
