@@ -303,7 +303,7 @@ func (w *World) SidecarFor(ns string, labels map[string]string) *Sidecar {
 			if fallback == nil || olderFirst(sc.Meta, fallback.Meta) < 0 {
 				fallback = sc
 			}
-		case labels != nil && labelsMatch(sel.GetLabels(), labels):
+		case labels != nil && LabelsMatch(sel.GetLabels(), labels):
 			if selected == nil || olderFirst(sc.Meta, selected.Meta) < 0 {
 				selected = sc
 			}
@@ -425,7 +425,7 @@ func (e egressHost) matches(ns, host string) bool {
 func (w *World) GatewaysFor(labels map[string]string) []*Gateway {
 	var out []*Gateway
 	for _, g := range w.Config.Gateways {
-		if sel := g.Spec.GetSelector(); len(sel) > 0 && labelsMatch(sel, labels) {
+		if sel := g.Spec.GetSelector(); len(sel) > 0 && LabelsMatch(sel, labels) {
 			out = append(out, g)
 		}
 	}

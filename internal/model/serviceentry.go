@@ -72,7 +72,7 @@ func (se *ServiceEntry) build(workloads []*Workload) []*Service {
 	var endpoints []*Endpoint
 	if sel := spec.GetWorkloadSelector(); sel != nil {
 		for _, wl := range workloads {
-			if wl.Namespace == se.Namespace && wl.IP != "" && labelsMatch(sel.GetLabels(), wl.Labels) {
+			if wl.Namespace == se.Namespace && wl.IP != "" && LabelsMatch(sel.GetLabels(), wl.Labels) {
 				endpoints = append(endpoints, endpoint(wl.IP, nil, wl.Labels, wl.ServiceAccount, wl.Name))
 			}
 		}
@@ -106,7 +106,9 @@ func (se *ServiceEntry) build(workloads []*Workload) []*Service {
 	return out
 }
 
-func labelsMatch(want, have map[string]string) bool {
+// LabelsMatch reports whether have carries every label of want (a
+// selector's labels).
+func LabelsMatch(want, have map[string]string) bool {
 	for k, v := range want {
 		if got, ok := have[k]; !ok || got != v {
 			return false

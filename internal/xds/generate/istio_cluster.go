@@ -131,19 +131,9 @@ func ruleLoadAssignments(svc *model.Service, port model.ServicePort, dr *model.D
 		}
 		labels := s.GetLabels()
 		out = append(out, loadAssignmentOf(OutboundClusterName(port.Port, s.GetName(), svc.Hostname), svc, port,
-			func(ep *model.Endpoint) bool { return labelsMatch(labels, ep.Labels) }))
+			func(ep *model.Endpoint) bool { return model.LabelsMatch(labels, ep.Labels) }))
 	}
 	return out
-}
-
-// labelsMatch reports whether have carries every label of want.
-func labelsMatch(want, have map[string]string) bool {
-	for k, v := range want {
-		if got, ok := have[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }
 
 // cloneCluster copies c (a DestinationRule's clusters are built once per

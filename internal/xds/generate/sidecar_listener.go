@@ -220,12 +220,10 @@ func (r tcpRoutes) tlsChains(svc *model.Service, port int32, base *listenerv3.Fi
 	if vs == nil {
 		return nil, nil
 	}
-	client := routeClient{namespace: r.ns}
 	var out []*listenerv3.FilterChain
 	for i, tr := range vs.Spec.GetTls() {
 		for j, m := range tr.GetMatch() {
-			if m.GetPort() != 0 && int32(m.GetPort()) != port || !client.boundTo(m.GetGateways(), vs.Namespace) ||
-				m.GetSourceNamespace() != "" && m.GetSourceNamespace() != r.ns || len(m.GetSniHosts()) == 0 {
+			if !r.l4Applies(m.GetPort(), m.GetGateways(), m.GetSourceNamespace(), m.GetSourceLabels(), vs.Namespace, port) || len(m.GetSniHosts()) == 0 {
 				continue
 			}
 			name := fmt.Sprintf("%s/%s.tls[%d].match[%d]", vs.Namespace, vs.Name, i, j)
@@ -253,12 +251,10 @@ func (r tcpRoutes) filter(svc *model.Service, port int32, stat string) (*listene
 	if vs == nil {
 		return nil, nil
 	}
-	client := routeClient{namespace: r.ns}
 	for _, tr := range vs.Spec.GetTcp() {
 		applies := len(tr.GetMatch()) == 0
 		for _, m := range tr.GetMatch() {
-			if (m.GetPort() == 0 || int32(m.GetPort()) == port) && client.boundTo(m.GetGateways(), vs.Namespace) &&
-				(m.GetSourceNamespace() == "" || m.GetSourceNamespace() == r.ns) && len(m.GetSourceLabels()) == 0 {
+			if r.l4Applies(m.GetPort(), m.GetGateways(), m.GetSourceNamespace(), m.GetSourceLabels(), vs.Namespace, port) {
 				applies = true
 			}
 		}
@@ -267,4 +263,13 @@ func (r tcpRoutes) filter(svc *model.Service, port int32, stat string) (*listene
 		}
 	}
 	return nil, nil
+}
+
+// l4Applies reports whether a TCP or TLS match applies to this namespace's
+// sidecars on port: its port (none: any), gateways (the mesh), source
+// namespace; source labels are not matched on shared listeners, so such a
+// match never applies.
+func (r tcpRoutes) l4Applies(matchPort uint32, gateways []string, sourceNS string, sourceLabels map[string]string, vsNamespace string, port int32) bool {
+	return (matchPort == 0 || int32(matchPort) == port) && routeClient{namespace: r.ns}.boundTo(gateways, vsNamespace) &&
+		(sourceNS == "" || sourceNS == r.ns) && len(sourceLabels) == 0
 }

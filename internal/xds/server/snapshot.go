@@ -203,7 +203,7 @@ type typeResult struct {
 
 	// deltaResources are the entries as delta xDS carries them, built on
 	// first use and shared by every delta stream.
-	deltaResources lazy[[]*discoveryv3.Resource]
+	deltaResources func() []*discoveryv3.Resource
 	// diffs memoizes diffFrom by the older result's id.
 	diffs diffMemo
 
@@ -285,19 +285,8 @@ func finishType(t resourcev3.Type, list []entry, drops []drop) *typeResult {
 		}
 	}
 	tr.version = hex.EncodeToString(h.Sum(nil)[:versionBytes])
+	tr.deltaResources = sync.OnceValue(func() []*discoveryv3.Resource { return deltaForm(list) })
 	return tr
-}
-
-// lazy is a value built once, on first use.
-type lazy[T any] struct {
-	once sync.Once
-	v    T
-	err  error
-}
-
-func (l *lazy[T]) get(build func() (T, error)) (T, error) {
-	l.once.Do(func() { l.v, l.err = build() })
-	return l.v, l.err
 }
 
 // resultIDs numbers typeResults.
@@ -305,15 +294,15 @@ var resultIDs atomic.Uint64
 
 // delta returns the entries as delta xDS resources (name, digest as
 // version, encoded resource), built once per result.
-func (tr *typeResult) delta() []*discoveryv3.Resource {
-	v, _ := tr.deltaResources.get(func() ([]*discoveryv3.Resource, error) {
-		out := make([]*discoveryv3.Resource, len(tr.list))
-		for i, e := range tr.list {
-			out[i] = &discoveryv3.Resource{Name: e.name, Version: e.digest, Resource: e.any}
-		}
-		return out, nil
-	})
-	return v
+func (tr *typeResult) delta() []*discoveryv3.Resource { return tr.deltaResources() }
+
+// deltaForm builds a result's delta resources.
+func deltaForm(list []entry) []*discoveryv3.Resource {
+	out := make([]*discoveryv3.Resource, len(list))
+	for i, e := range list {
+		out[i] = &discoveryv3.Resource{Name: e.name, Version: e.digest, Resource: e.any}
+	}
+	return out
 }
 
 // emptyResult is the result of a type nobody generated anything of.

@@ -365,17 +365,28 @@ func (w *watch) subscribed(name string) bool {
 	return w.wildcard || w.names.has(name)
 }
 
+// compare returns the watch's current result, whether its subscription is
+// the one it was last sent for, and whether nothing is to be sent (no
+// configuration yet, or the same content under the same subscription,
+// maybe rebuilt from new pointers: the version hashes every name and
+// digest).
+func (c *conn) compare(w *watch) (cur *typeResult, sameSub, upToDate bool) {
+	cur = c.current(w.typeURL)
+	if cur == nil {
+		return nil, false, true
+	}
+	sameSub = w.responded && w.sentNames == w.names && w.sentWild == w.wildcard
+	if sameSub && w.sent != nil && w.sent.version == cur.version {
+		w.sent = cur
+		return cur, true, true
+	}
+	return cur, sameSub, false
+}
+
 // respondSotw sends the state-of-the-world response the watch needs, if any.
 func (c *conn) respondSotw(w *watch) error {
-	cur := c.current(w.typeURL)
-	if cur == nil {
-		return nil
-	}
-	sameSub := w.responded && w.sentNames == w.names && w.sentWild == w.wildcard
-	if sameSub && w.sent != nil && w.sent.version == cur.version {
-		// Same content (the version hashes every name and digest), maybe
-		// rebuilt from new pointers.
-		w.sent = cur
+	cur, sameSub, upToDate := c.compare(w)
+	if upToDate {
 		return nil
 	}
 	var out []*anypb.Any
@@ -497,15 +508,8 @@ func present(w *watch, cur *typeResult) []int {
 
 // respondDelta sends the delta response the watch needs, if any.
 func (c *conn) respondDelta(w *watch) error {
-	cur := c.current(w.typeURL)
-	if cur == nil {
-		return nil
-	}
-	sameSub := w.responded && w.sentNames == w.names && w.sentWild == w.wildcard
-	if sameSub && w.sent != nil && w.sent.version == cur.version {
-		// Same content (the version hashes every name and digest), maybe
-		// rebuilt from new pointers.
-		w.sent = cur
+	cur, sameSub, upToDate := c.compare(w)
+	if upToDate {
 		return nil
 	}
 	all := cur.delta()
