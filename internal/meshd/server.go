@@ -4,6 +4,8 @@
 package meshd
 
 import (
+	"github.com/meshplane/meshplane/internal/listen"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -62,8 +64,7 @@ type Server struct {
 	loadErrors prometheus.Counter
 	httpServer *http.Server
 
-	listenMu sync.Mutex
-	listener net.Listener
+	listener listen.Once
 
 	mu sync.RWMutex
 	// config is the last mesh config that loaded successfully; nil until one has.
@@ -92,7 +93,7 @@ func NewServer(opts Options) *Server {
 		log = logr.Discard()
 	}
 
-	s := &Server{opts: opts, log: log, registry: prometheus.NewRegistry()}
+	s := &Server{opts: opts, log: log, registry: prometheus.NewRegistry(), listener: listen.Once{Address: opts.MonitoringAddr, What: "monitoring"}}
 	s.loadErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "meshd_mesh_config_load_errors_total",
 		Help: "Failed loads of the mesh config file (missing, unreadable or invalid). " +
@@ -177,30 +178,14 @@ func (s *Server) MeshConfig() *MeshConfig {
 	return s.config
 }
 
-// Listen binds the monitoring address. Run calls it when it has not been called.
+// Listen binds the address. Run calls it when it has not been called.
 func (s *Server) Listen() error {
-	s.listenMu.Lock()
-	defer s.listenMu.Unlock()
-	if s.listener != nil {
-		return nil
-	}
-	l, err := net.Listen("tcp", s.opts.MonitoringAddr)
-	if err != nil {
-		return fmt.Errorf("listening on the monitoring address %s: %w", s.opts.MonitoringAddr, err)
-	}
-	s.listener = l
-	return nil
+	_, err := s.listener.Listen()
+	return err
 }
 
-// Addr is the bound monitoring address, nil before Listen.
-func (s *Server) Addr() net.Addr {
-	s.listenMu.Lock()
-	defer s.listenMu.Unlock()
-	if s.listener == nil {
-		return nil
-	}
-	return s.listener.Addr()
-}
+// Addr is the bound address, nil before Listen.
+func (s *Server) Addr() net.Addr { return s.listener.Addr() }
 
 // Run loads the mesh config, serves the monitoring endpoints and polls the mesh
 // config file until ctx is done, then shuts the server down gracefully within
@@ -221,7 +206,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- s.httpServer.Serve(s.listener) }()
+	go func() { serveErr <- s.httpServer.Serve(s.boundListener()) }()
 	s.log.Info("serving monitoring endpoints /healthz, /ready and /metrics", "addr", s.Addr().String())
 
 	select {
@@ -319,4 +304,10 @@ func (s *Server) load(path, key string, data []byte, readErr error) *MeshConfig 
 		"discoverySelectors", len(cfg.DiscoverySelectors),
 		"caType", cfg.CA.Type)
 	return cfg
+}
+
+// boundListener is the listener Listen bound.
+func (s *Server) boundListener() net.Listener {
+	l, _ := s.listener.Listen()
+	return l
 }

@@ -209,7 +209,8 @@ func TestRunReturnsWhenServingFails(t *testing.T) {
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	srv.listener.Close() // makes Serve fail at once
+	l, _ := srv.listener.Listen()
+	l.Close() // makes Serve fail at once
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(context.Background()) }()
 	select {

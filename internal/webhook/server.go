@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"github.com/meshplane/meshplane/internal/listen"
+
 	"context"
 	"crypto/tls"
 	"errors"
@@ -52,8 +54,7 @@ type Server struct {
 	tlsConfig  *tls.Config
 	httpServer *http.Server
 
-	listenMu sync.Mutex
-	listener net.Listener
+	listener listen.Once
 }
 
 // NewServer checks the options and, with CertDir, reads the certificate; nothing listens
@@ -72,7 +73,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if log.GetSink() == nil {
 		log = logr.Discard()
 	}
-	s := &Server{opts: opts, log: log}
+	s := &Server{opts: opts, log: log, listener: listen.Once{Address: opts.Addr, What: "webhook"}}
 	s.tlsConfig = &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// HTTP/1.1 only, as Kubernetes' own webhook servers since the HTTP/2 rapid-reset
@@ -105,28 +106,12 @@ func NewServer(opts ServerOptions) (*Server, error) {
 
 // Listen binds the address. Run calls it when it has not been called.
 func (s *Server) Listen() error {
-	s.listenMu.Lock()
-	defer s.listenMu.Unlock()
-	if s.listener != nil {
-		return nil
-	}
-	l, err := net.Listen("tcp", s.opts.Addr)
-	if err != nil {
-		return fmt.Errorf("listening on the webhook address %s: %w", s.opts.Addr, err)
-	}
-	s.listener = l
-	return nil
+	_, err := s.listener.Listen()
+	return err
 }
 
 // Addr is the bound address, nil before Listen.
-func (s *Server) Addr() net.Addr {
-	s.listenMu.Lock()
-	defer s.listenMu.Unlock()
-	if s.listener == nil {
-		return nil
-	}
-	return s.listener.Addr()
-}
+func (s *Server) Addr() net.Addr { return s.listener.Addr() }
 
 // Run serves until ctx is done, then shuts down gracefully within ShutdownTimeout. It returns
 // nil after a clean shutdown. A Server runs once.
@@ -149,7 +134,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- s.httpServer.Serve(tls.NewListener(s.listener, s.tlsConfig)) }()
+	go func() { serveErr <- s.httpServer.Serve(tls.NewListener(s.boundListener(), s.tlsConfig)) }()
 	source := "self-signed"
 	if s.opts.CertDir != "" {
 		source = s.opts.CertDir
@@ -180,4 +165,10 @@ type logWriter struct{ log logr.Logger }
 func (w logWriter) Write(p []byte) (int, error) {
 	w.log.Info(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// boundListener is the listener Listen bound.
+func (s *Server) boundListener() net.Listener {
+	l, _ := s.listener.Listen()
+	return l
 }
