@@ -89,6 +89,7 @@ type options struct {
 	debounceMax    time.Duration
 	debounceEPs    time.Duration
 	writeStatus    bool
+	statusLeaseNS  string
 
 	// The admission webhooks' certificate and caBundle.
 	webhookCertDir          string
@@ -128,6 +129,8 @@ func newRootCommand() *cobra.Command {
 	f.BoolVar(&o.writeStatus, "write-status", true,
 		"write what is wrong with each Istio networking object in the context of the mesh into its status "+
 			"(validationMessages, Reconciled condition) and as Warning events")
+	f.StringVar(&o.statusLeaseNS, "status-lease-namespace", os.Getenv("POD_NAMESPACE"),
+		"namespace of the Lease meshd's replicas elect their status writer with (default: $POD_NAMESPACE; empty: every replica writes)")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "",
 		"kubeconfig of the cluster to watch when meshd runs outside it; in-cluster or $KUBECONFIG when empty")
 	f.StringVar(&o.monitoringAddr, "monitoring-addr", ":15014", "address of the monitoring server (/healthz, /ready, /metrics)")
@@ -258,13 +261,14 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 		return err
 	}
 	cp, err = controlplane.New(controlplane.Options{
-		RestConfig:    restConfig,
-		XDSAddr:       o.xdsAddr,
-		SecureXDSAddr: o.secureXDSAddr,
-		Debounce:      server.Debounce{Quiet: o.debounceQuiet, Max: o.debounceMax, EndpointQuiet: o.debounceEPs},
-		Registry:      srv.Registry(),
-		Logger:        log,
-		WriteStatus:   o.writeStatus,
+		RestConfig:           restConfig,
+		XDSAddr:              o.xdsAddr,
+		SecureXDSAddr:        o.secureXDSAddr,
+		Debounce:             server.Debounce{Quiet: o.debounceQuiet, Max: o.debounceMax, EndpointQuiet: o.debounceEPs},
+		Registry:             srv.Registry(),
+		Logger:               log,
+		WriteStatus:          o.writeStatus,
+		StatusLeaseNamespace: o.statusLeaseNS,
 	})
 	if err != nil {
 		return err

@@ -47,6 +47,9 @@ type Options struct {
 	// StatusInterval is how often at most the status is analysed and written;
 	// zero: status.DefaultInterval.
 	StatusInterval time.Duration
+	// StatusLeaseNamespace, when set, elects one status writer among meshd's
+	// replicas with a Lease there (status.Options.LeaseNamespace).
+	StatusLeaseNamespace string
 }
 
 // ControlPlane runs discovery and the xDS server.
@@ -98,7 +101,8 @@ func New(opts Options) (*ControlPlane, error) {
 	}
 	var reporter *status.Reporter
 	if opts.WriteStatus {
-		reporter, err = status.New(opts.RestConfig, status.Options{Interval: opts.StatusInterval, Logger: log.WithName("status")})
+		reporter, err = status.New(opts.RestConfig, status.Options{Interval: opts.StatusInterval, Logger: log.WithName("status"),
+			LeaseNamespace: opts.StatusLeaseNamespace})
 		if err != nil {
 			lis.Close()
 			if secure != nil {

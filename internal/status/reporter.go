@@ -18,6 +18,11 @@
 package status
 
 import (
+	"k8s.io/apimachinery/pkg/util/uuid"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -87,6 +92,10 @@ type Options struct {
 	Interval time.Duration
 	// Logger; discarded when unset.
 	Logger logr.Logger
+	// LeaseNamespace, when set, makes the replicas of meshd elect one
+	// reporter through the Lease LeaseName there (status writes and events
+	// once, not once per replica). Empty: this Reporter always reports.
+	LeaseNamespace, LeaseName string
 }
 
 // Reporter writes the analysis of each new World into the Istio objects' status and events.
@@ -107,6 +116,9 @@ type Reporter struct {
 	recorded map[objectKey]*recorded
 	// rounds counts the Worlds fully reported, for tests to know a World was looked at.
 	rounds atomic.Int64
+
+	// lease elects one reporter among meshd's replicas; nil: no election.
+	lease *resourcelock.LeaseLock
 }
 
 // recorded is what an object's status was last seen or written with.
@@ -141,7 +153,7 @@ func New(cfg *rest.Config, opts Options) (*Reporter, error) {
 	if hostname != "" {
 		instance = truncate(reportingController+"-"+hostname, 128)
 	}
-	return &Reporter{
+	r := &Reporter{
 		log:       log,
 		interval:  cmp.Or(opts.Interval, DefaultInterval),
 		resources: resources,
@@ -150,22 +162,75 @@ func New(cfg *rest.Config, opts Options) (*Reporter, error) {
 		now:       time.Now,
 		kick:      make(chan struct{}, 1),
 		recorded:  map[objectKey]*recorded{},
-	}, nil
+	}
+	if opts.LeaseNamespace != "" {
+		leases, err := coordinationv1client.NewForConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("lease client: %w", err)
+		}
+		r.lease = &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: opts.LeaseNamespace, Name: cmp.Or(opts.LeaseName, DefaultLeaseName)},
+			Client:     leases,
+			LockConfig: resourcelock.ResourceLockConfig{Identity: instance + "-" + string(uuid.NewUUID())},
+		}
+	}
+	return r, nil
 }
+
+// DefaultLeaseName is the Lease meshd's replicas elect their status
+// reporter with.
+const DefaultLeaseName = "meshd-status"
 
 // Update hands the Reporter a new World. It never blocks: the World replaces any not analysed
 // yet.
 func (r *Reporter) Update(world *model.World) {
 	r.latest.Store(world)
+	r.kickSelf()
+}
+
+// Run analyses and reports Worlds until ctx ends; with a lease, only while
+// this replica holds it (another replica reports meanwhile).
+func (r *Reporter) Run(ctx context.Context) error {
+	if r.lease == nil {
+		return r.reportRounds(ctx)
+	}
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            r.lease,
+		LeaseDuration:   15 * time.Second,
+		RenewDeadline:   10 * time.Second,
+		RetryPeriod:     2 * time.Second,
+		ReleaseOnCancel: true,
+		Name:            r.lease.LeaseMeta.Name,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				r.log.Info("Reporting the status of Istio objects (elected)", "lease", r.lease.LeaseMeta.Name)
+				// What another replica wrote meanwhile is read again.
+				r.recorded = map[objectKey]*recorded{}
+				r.kickSelf()
+				_ = r.reportRounds(ctx)
+			},
+			OnStoppedLeading: func() {},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("status reporter election: %w", err)
+	}
+	for ctx.Err() == nil {
+		elector.Run(ctx) // returns when leadership is lost or ctx ends
+	}
+	return nil
+}
+
+func (r *Reporter) kickSelf() {
 	select {
 	case r.kick <- struct{}{}:
 	default:
 	}
 }
 
-// Run analyses and reports Worlds until ctx ends. A round that fails (the API server is away,
-// meshd lacks a permission) is tried again, with a growing delay, even without a new World.
-func (r *Reporter) Run(ctx context.Context) error {
+// reportRounds analyses and reports Worlds until ctx ends. A round that fails (the API server is
+// away, meshd lacks a permission) is tried again, with a growing delay, even without a new World.
+func (r *Reporter) reportRounds(ctx context.Context) error {
 	var (
 		reported   *model.World // the last World whose report is fully written
 		retry      <-chan time.Time

@@ -125,24 +125,21 @@ func startDiscovery(t *testing.T, cfg *rest.Config) *discovery.Discovery {
 // ends it and waits until it has.
 func startReporter(t *testing.T, cfg *rest.Config, d *discovery.Discovery) (r *Reporter, stop func()) {
 	t.Helper()
-	r, err := New(cfg, Options{Interval: testInterval, Logger: testr.New(t)})
+	return startReporterWith(t, cfg, d, Options{Interval: testInterval, Logger: testr.New(t)})
+}
+
+func startReporterWith(t *testing.T, cfg *rest.Config, d *discovery.Discovery, opts Options) (r *Reporter, stop func()) {
+	t.Helper()
+	r, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-d.Changes():
-				r.Update(d.World())
-			}
-		}
-	}()
-	r.Update(d.World())
+	if d != nil {
+		go feed(ctx, d, r)
+	}
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -154,6 +151,25 @@ func startReporter(t *testing.T, cfg *rest.Config, d *discovery.Discovery) (r *R
 	}
 	t.Cleanup(stop)
 	return r, stop
+}
+
+// feed hands every World discovery publishes to the reporters, as the
+// control plane does (one discovery, so one reader of its change signal).
+func feed(ctx context.Context, d *discovery.Discovery, reporters ...*Reporter) {
+	update := func() {
+		for _, r := range reporters {
+			r.Update(d.World())
+		}
+	}
+	update()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.Changes():
+			update()
+		}
+	}
 }
 
 // waitForRound waits until r has fully reported a World after the call.
@@ -373,4 +389,49 @@ func TestReporter(t *testing.T) {
 	if n := len(warnings(t, c, ns, "broken")); n != 2 {
 		t.Errorf("%d events about the broken VirtualService after the restart, want still 2", n)
 	}
+}
+
+// TestReporterElection: two replicas sharing a Lease report once: one
+// Warning event for a finding, not two; when the reporting replica stops,
+// the other takes over and reports a new finding.
+func TestReporterElection(t *testing.T) {
+	cfg := apiServer(t)
+	c := istioClient(t, cfg)
+	ctx := context.Background()
+	const ns = "election"
+	create(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	d := startDiscovery(t, cfg)
+	opts := func() Options {
+		return Options{Interval: testInterval, Logger: testr.New(t), LeaseNamespace: ns, LeaseName: "status-test"}
+	}
+	// Two replicas, each fed every World (in meshd each has its own
+	// discovery).
+	a, stopA := startReporterWith(t, cfg, nil, opts())
+	b, stopB := startReporterWith(t, cfg, nil, opts())
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	defer stopFeed()
+	go feed(feedCtx, d, a, b)
+
+	create(t, c, virtualService(ns, "broken", "nowhere", "nowhere.election.svc.cluster.local", ""))
+	eventually(t, "the finding reported once", func() (bool, string) {
+		_, summary := statusOf(t, c, ns, "broken")
+		n := len(warnings(t, c, ns, "broken"))
+		return strings.Contains(summary, "Reconciled=False") && n == 1, fmt.Sprintf("%s, %d events", summary, n)
+	})
+	time.Sleep(5 * testInterval)
+	if n := len(warnings(t, c, ns, "broken")); n != 1 {
+		t.Fatalf("%d events for one finding, want 1 (one reporter)", n)
+	}
+
+	// Stop the leader (the one that reported rounds): the other takes over.
+	stopLeader := stopA
+	if b.rounds.Load() > a.rounds.Load() {
+		stopLeader = stopB
+	}
+	stopLeader()
+	create(t, c, virtualService(ns, "broken-too", "elsewhere", "elsewhere.election.svc.cluster.local", ""))
+	eventually(t, "the other replica reports", func() (bool, string) {
+		_, summary := statusOf(t, c, ns, "broken-too")
+		return strings.Contains(summary, "Reconciled=False"), summary
+	})
 }
