@@ -499,24 +499,19 @@ func BuildWorld(opts Options, objs ...runtime.Object) (*model.World, error) {
 func trimObject(in any) (any, error) {
 	switch o := in.(type) {
 	case *istionetworking.VirtualService:
-		o.ObjectMeta = configObjectMeta(&o.ObjectMeta)
-		proto.Reset(&o.Status)
+		trimConfig(&o.ObjectMeta, &o.Status)
 		return o, nil
 	case *istionetworking.DestinationRule:
-		o.ObjectMeta = configObjectMeta(&o.ObjectMeta)
-		proto.Reset(&o.Status)
+		trimConfig(&o.ObjectMeta, &o.Status)
 		return o, nil
 	case *istionetworking.Gateway:
-		o.ObjectMeta = configObjectMeta(&o.ObjectMeta)
-		proto.Reset(&o.Status)
+		trimConfig(&o.ObjectMeta, &o.Status)
 		return o, nil
 	case *istionetworking.ServiceEntry:
-		o.ObjectMeta = configObjectMeta(&o.ObjectMeta)
-		proto.Reset(&o.Status)
+		trimConfig(&o.ObjectMeta, &o.Status)
 		return o, nil
 	case *istionetworking.Sidecar:
-		o.ObjectMeta = configObjectMeta(&o.ObjectMeta)
-		proto.Reset(&o.Status)
+		trimConfig(&o.ObjectMeta, &o.Status)
 		return o, nil
 	case *corev1.Secret:
 		return &corev1.Secret{
@@ -587,4 +582,11 @@ func configObjectMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 		CreationTimestamp: m.CreationTimestamp,
 		DeletionTimestamp: m.DeletionTimestamp,
 	}
+}
+
+// trimConfig keeps an Istio object's identity and spec: the status is
+// meshd's own output, and the rest of the metadata is unused.
+func trimConfig(m *metav1.ObjectMeta, status proto.Message) {
+	*m = configObjectMeta(m)
+	proto.Reset(status)
 }

@@ -185,7 +185,22 @@ func (w *World) QualifyHost(host, ns string) string {
 	return host
 }
 
+// UsesSourceLabels reports whether some VirtualService matches on the
+// client's labels (then what a proxy gets depends on its labels).
+func (w *World) UsesSourceLabels() bool { return w.sourceLabelMatches }
+
+// UsesL4Routes reports whether some VirtualService has TCP or TLS routes.
+func (w *World) UsesL4Routes() bool { return w.l4Routes }
+
 func (w *World) indexConfig() {
+	for _, vs := range w.Config.VirtualServices {
+		w.l4Routes = w.l4Routes || len(vs.Spec.GetTcp()) > 0 || len(vs.Spec.GetTls()) > 0
+		for _, hr := range vs.Spec.GetHttp() {
+			for _, m := range hr.GetMatch() {
+				w.sourceLabelMatches = w.sourceLabelMatches || len(m.GetSourceLabels()) > 0
+			}
+		}
+	}
 	w.rulesByHost = map[string][]*DestinationRule{}
 	for _, dr := range w.Config.DestinationRules {
 		host := w.QualifyHost(dr.Spec.GetHost(), dr.Namespace)

@@ -70,13 +70,15 @@ type World struct {
 	// Config is the Istio traffic configuration.
 	Config Config
 
-	servicesByHost    map[string]*Service
-	workloadsByIP     map[string]*Workload
-	workloadsByName   map[string]*Workload
-	servicesByVIP     map[string]*Service
-	restrictedExports bool                          // some Service has a restricting ExportTo
-	rulesByHost       map[string][]*DestinationRule // exact hosts, resolved
-	wildcardRules     []*DestinationRule            // rules with a wildcard host
+	servicesByHost     map[string]*Service
+	workloadsByIP      map[string]*Workload
+	workloadsByName    map[string]*Workload
+	servicesByVIP      map[string]*Service
+	restrictedExports  bool                          // some Service has a restricting ExportTo
+	sourceLabelMatches bool                          // some VirtualService matches on sourceLabels
+	l4Routes           bool                          // some VirtualService has TCP or TLS routes
+	rulesByHost        map[string][]*DestinationRule // exact hosts, resolved
+	wildcardRules      []*DestinationRule            // rules with a wildcard host
 }
 
 // MeshConfig is the part of the mesh configuration generators need.

@@ -78,9 +78,9 @@ func (v *validator) virtualService(spec *networkingv1alpha3.VirtualService) {
 	}
 	v.exportTo(specPath.Child("exportTo"), spec.ExportTo, false)
 
-	v.unreachableRules(specPath.Child("http"), httpRules(spec.Http))
-	v.unreachableRules(specPath.Child("tls"), tlsRules(spec.Tls))
-	v.unreachableRules(specPath.Child("tcp"), tcpRules(spec.Tcp))
+	v.unreachableRules(specPath.Child("http"), rulesOf(spec.Http, (*networkingv1alpha3.HTTPRoute).GetMatch))
+	v.unreachableRules(specPath.Child("tls"), rulesOf(spec.Tls, (*networkingv1alpha3.TLSRoute).GetMatch))
+	v.unreachableRules(specPath.Child("tcp"), rulesOf(spec.Tcp, (*networkingv1alpha3.TCPRoute).GetMatch))
 }
 
 // gatewayReference checks the form of a gateway name: "mesh", "namespace/name" or "name" (in
@@ -535,42 +535,17 @@ func matchKey(match proto.Message) string {
 	return string(encoded)
 }
 
-func httpRules(routes []*networkingv1alpha3.HTTPRoute) []rule {
+// rulesOf lists the rules of one route kind (HTTP, TLS or TCP) with their
+// match keys; nil routes are absent.
+func rulesOf[R interface{ comparable }, M proto.Message](routes []R, matches func(R) []M) []rule {
 	rules := make([]rule, len(routes))
+	var none R
 	for i, route := range routes {
-		if route == nil {
+		if route == none {
 			continue
 		}
 		rules[i].present = true
-		for _, match := range route.Match {
-			rules[i].matchKeys = append(rules[i].matchKeys, matchKey(match))
-		}
-	}
-	return rules
-}
-
-func tlsRules(routes []*networkingv1alpha3.TLSRoute) []rule {
-	rules := make([]rule, len(routes))
-	for i, route := range routes {
-		if route == nil {
-			continue
-		}
-		rules[i].present = true
-		for _, match := range route.Match {
-			rules[i].matchKeys = append(rules[i].matchKeys, matchKey(match))
-		}
-	}
-	return rules
-}
-
-func tcpRules(routes []*networkingv1alpha3.TCPRoute) []rule {
-	rules := make([]rule, len(routes))
-	for i, route := range routes {
-		if route == nil {
-			continue
-		}
-		rules[i].present = true
-		for _, match := range route.Match {
+		for _, match := range matches(route) {
 			rules[i].matchKeys = append(rules[i].matchKeys, matchKey(match))
 		}
 	}

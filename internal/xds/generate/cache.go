@@ -430,7 +430,7 @@ func (c *Cache) sidecarResources(w *worldEntry, proxy *model.Proxy) (xds.Resourc
 	// Outbound listeners (virtualOutbound and one per port), per IP family.
 	var routesByNS tcpRoutes
 	listenersKey := "sidecar-listeners\x00" + wildcard
-	if usesTCPRoutes(world) {
+	if world.UsesL4Routes() {
 		routesByNS = tcpRoutes{world, ns}
 		listenersKey += "\x00" + ns
 	}
@@ -576,7 +576,7 @@ func (c *Cache) grpcResources(w *worldEntry, proxy *model.Proxy) (xds.Resources,
 		return nil, err
 	}
 	client := routeClient{namespace: ns, grpc: true}
-	if usesSourceLabels(w.world) && proxy.Workload != nil {
+	if w.world.UsesSourceLabels() && proxy.Workload != nil {
 		client.labels = proxy.Workload.Labels
 	}
 	v, err := w.get("grpc-client\x00"+ns+"\x00"+labelsKey(client.labels), func() (any, error) {

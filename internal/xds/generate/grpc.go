@@ -40,7 +40,7 @@ func grpcResources(world *model.World, proxy *model.Proxy) (xds.Resources, error
 	routes := make([]types.Resource, 0, nHosts)
 
 	client := routeClient{namespace: ns, grpc: true}
-	if usesSourceLabels(world) && proxy.Workload != nil {
+	if world.UsesSourceLabels() && proxy.Workload != nil {
 		client.labels = proxy.Workload.Labels
 	}
 	for _, svc := range world.Services {

@@ -198,17 +198,6 @@ type tcpRoutes struct {
 	ns    string
 }
 
-// usesTCPRoutes reports whether some VirtualService has TCP or TLS routes
-// (then a sidecar's listeners depend on its namespace).
-func usesTCPRoutes(world *model.World) bool {
-	for _, vs := range world.Config.VirtualServices {
-		if len(vs.Spec.GetTcp()) > 0 || len(vs.Spec.GetTls()) > 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // tlsChains are the filter chains of the TLS routes covering svc on port:
 // each match's SNI hosts (within the Service's own chain match) proxied to
 // the route's destinations.

@@ -80,25 +80,10 @@ func serviceRoutes(world *model.World, svc *model.Service, port int32, client ro
 // when some VirtualService matches on sourceLabels.
 func sidecarClient(world *model.World, proxy *model.Proxy) routeClient {
 	c := routeClient{namespace: proxyNamespace(proxy)}
-	if usesSourceLabels(world) && proxy.Workload != nil {
+	if world.UsesSourceLabels() && proxy.Workload != nil {
 		c.labels = proxy.Workload.Labels
 	}
 	return c
-}
-
-// usesSourceLabels reports whether some VirtualService matches on the
-// client's labels (then route configurations are per workload labels).
-func usesSourceLabels(world *model.World) bool {
-	for _, vs := range world.Config.VirtualServices {
-		for _, hr := range vs.Spec.GetHttp() {
-			for _, m := range hr.GetMatch() {
-				if len(m.GetSourceLabels()) > 0 {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 // catchAllVirtualHost answers for hosts no service claims.
