@@ -18,6 +18,12 @@ type Config struct {
 	Gateways         []*Gateway
 	ServiceEntries   []*ServiceEntry
 	Sidecars         []*Sidecar
+
+	// The security.istio.io kinds (security.go).
+	PeerAuthentications    []*PeerAuthentication
+	AuthorizationPolicies  []*AuthorizationPolicy
+	RequestAuthentications []*RequestAuthentication
+
 	// Credentials are the TLS Secrets gateways may name (credentialName),
 	// by namespace/name.
 	Credentials map[string]*Credential
@@ -81,6 +87,9 @@ func sortConfig(c *Config) {
 	sortIfNeeded(c.Gateways, func(a, b *Gateway) int { return compareMeta(a.Meta, b.Meta) })
 	sortIfNeeded(c.ServiceEntries, func(a, b *ServiceEntry) int { return compareMeta(a.Meta, b.Meta) })
 	sortIfNeeded(c.Sidecars, func(a, b *Sidecar) int { return compareMeta(a.Meta, b.Meta) })
+	sortIfNeeded(c.PeerAuthentications, func(a, b *PeerAuthentication) int { return compareMeta(a.Meta, b.Meta) })
+	sortIfNeeded(c.AuthorizationPolicies, func(a, b *AuthorizationPolicy) int { return compareMeta(a.Meta, b.Meta) })
+	sortIfNeeded(c.RequestAuthentications, func(a, b *RequestAuthentication) int { return compareMeta(a.Meta, b.Meta) })
 }
 
 func compareMeta(a, b Meta) int {
@@ -133,6 +142,9 @@ func sameConfig(a, b *Config) bool {
 		slices.Equal(a.Gateways, b.Gateways) &&
 		slices.Equal(a.ServiceEntries, b.ServiceEntries) &&
 		slices.Equal(a.Sidecars, b.Sidecars) &&
+		slices.Equal(a.PeerAuthentications, b.PeerAuthentications) &&
+		slices.Equal(a.AuthorizationPolicies, b.AuthorizationPolicies) &&
+		slices.Equal(a.RequestAuthentications, b.RequestAuthentications) &&
 		maps.Equal(a.Credentials, b.Credentials)
 }
 

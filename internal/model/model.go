@@ -89,6 +89,11 @@ type MeshConfig struct {
 	// OutboundAllowAny: unknown destinations pass through (ALLOW_ANY), else they
 	// are blackholed (REGISTRY_ONLY).
 	OutboundAllowAny bool
+	// RootNamespace holds the mesh-wide security policies (PeerAuthentication,
+	// AuthorizationPolicy, RequestAuthentication without a selector there
+	// apply to every workload): the control plane's namespace, as Istio's
+	// root namespace is istiod's.
+	RootNamespace string
 }
 
 // Service is a Kubernetes Service and what the mesh knows of it.
