@@ -23,6 +23,9 @@ type Config struct {
 	PeerAuthentications    []*PeerAuthentication
 	AuthorizationPolicies  []*AuthorizationPolicy
 	RequestAuthentications []*RequestAuthentication
+	// JWKS holds the key sets meshd fetched for RequestAuthentications'
+	// jwksUri, by URI, so generators inline them (proxies never fetch).
+	JWKS map[string]string
 
 	// Credentials are the TLS Secrets gateways may name (credentialName),
 	// by namespace/name.
@@ -145,7 +148,8 @@ func sameConfig(a, b *Config) bool {
 		slices.Equal(a.PeerAuthentications, b.PeerAuthentications) &&
 		slices.Equal(a.AuthorizationPolicies, b.AuthorizationPolicies) &&
 		slices.Equal(a.RequestAuthentications, b.RequestAuthentications) &&
-		maps.Equal(a.Credentials, b.Credentials)
+		maps.Equal(a.Credentials, b.Credentials) &&
+		maps.Equal(a.JWKS, b.JWKS)
 }
 
 // SameConfig reports whether two worlds hold the same configuration objects.
