@@ -72,6 +72,12 @@ const (
 	XDSClusterName = "xds-grpc"
 	// AdminClusterName is the static cluster that reaches the admin interface.
 	AdminClusterName = "envoy-admin"
+	// SDSClusterName is the static cluster that reaches mesh-agent's SDS
+	// server (the workload certificate and the mesh root); the generators'
+	// TLS contexts name it (generate.SDSClusterName).
+	SDSClusterName = "sds-grpc"
+	// DefaultSDSSocket is where mesh-agent serves SDS in the pod.
+	DefaultSDSSocket = "/var/run/meshplane/sds.sock"
 
 	// MetadataProxyType is the node metadata key holding the ProxyType.
 	MetadataProxyType = "proxy_type"
@@ -96,6 +102,9 @@ type Options struct {
 	XDSHost string
 	// XDSPort is meshd's xDS port; 0 means DefaultXDSPort.
 	XDSPort int
+	// SDSSocket is the Unix socket of mesh-agent's SDS server; empty means
+	// DefaultSDSSocket.
+	SDSSocket string
 }
 
 // Envoy returns the bootstrap described by opts, validated with
@@ -122,6 +131,14 @@ func Envoy(opts Options) (*bootstrapv3.Bootstrap, error) {
 		return nil, err
 	}
 	xds, err := xdsCluster(opts.XDSHost, uint32(port))
+	if err != nil {
+		return nil, err
+	}
+	sdsSocket := opts.SDSSocket
+	if sdsSocket == "" {
+		sdsSocket = DefaultSDSSocket
+	}
+	sds, err := sdsCluster(sdsSocket)
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +172,7 @@ func Envoy(opts Options) (*bootstrapv3.Bootstrap, error) {
 			Listeners: []*listenerv3.Listener{status, prometheus},
 			Clusters: []*clusterv3.Cluster{
 				xds,
+				sds,
 				staticCluster(AdminClusterName, AdminAddress, AdminPort),
 			},
 		},
@@ -295,15 +313,7 @@ func httpListener(name string, port uint32, routes []*routev3.Route) (*listenerv
 // xdsCluster reaches meshd: ADS is gRPC, hence HTTP/2; keepalives notice a
 // dead connection to a meshd that went away without closing it.
 func xdsCluster(host string, port uint32) (*clusterv3.Cluster, error) {
-	h2, err := typed(&httpv3.HttpProtocolOptions{
-		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
-			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
-				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
-					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
-				},
-			},
-		},
-	})
+	h2, err := http2Options()
 	if err != nil {
 		return nil, err
 	}
@@ -314,6 +324,34 @@ func xdsCluster(host string, port uint32) (*clusterv3.Cluster, error) {
 		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2,
 	}
 	return c, nil
+}
+
+// sdsCluster reaches mesh-agent's SDS server (gRPC) on its Unix socket.
+func sdsCluster(socket string) (*clusterv3.Cluster, error) {
+	h2, err := http2Options()
+	if err != nil {
+		return nil, err
+	}
+	c := staticCluster(SDSClusterName, "", 0)
+	c.LoadAssignment.Endpoints[0].LbEndpoints[0].HostIdentifier = &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+		Address: &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: socket}}},
+	}}
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
+		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2,
+	}
+	return c, nil
+}
+
+func http2Options() (*anypb.Any, error) {
+	return typed(&httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+				},
+			},
+		},
+	})
 }
 
 func staticCluster(name, host string, port uint32) *clusterv3.Cluster {

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshplane/meshplane/internal/golden"
+	"github.com/meshplane/meshplane/internal/xds/generate"
 )
 
 // Regenerate golden files with UPDATE_GOLDEN=1 go test ./internal/bootstrap/
@@ -190,4 +191,25 @@ func TestIPv6Host(t *testing.T) {
 	if _, err := Envoy(Options{ProxyType: Sidecar, XDSHost: "fd00::1"}); err != nil {
 		t.Error(err)
 	}
+}
+
+// The generators' TLS contexts fetch certificates through the bootstrap's SDS
+// cluster: the names must agree.
+func TestSDSClusterNameMatchesGenerators(t *testing.T) {
+	if SDSClusterName != generate.SDSClusterName {
+		t.Fatalf("bootstrap SDS cluster %q, generators use %q", SDSClusterName, generate.SDSClusterName)
+	}
+	b, err := Envoy(Options{ProxyType: Sidecar, XDSHost: "meshd.mesh.svc", SDSSocket: "/tmp/agent/sds.sock"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range b.GetStaticResources().GetClusters() {
+		if c.GetName() == SDSClusterName {
+			if got := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetPipe().GetPath(); got != "/tmp/agent/sds.sock" {
+				t.Fatalf("SDS cluster reaches %q", got)
+			}
+			return
+		}
+	}
+	t.Fatalf("no %s cluster", SDSClusterName)
 }

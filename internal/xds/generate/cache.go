@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
@@ -86,13 +87,22 @@ type serviceEntry struct {
 	eds   lazy[[]types.Resource] // loadAssignment per port
 	grpc  lazy[*grpcServiceResources]
 	// ruled holds the clusters and subset endpoints under a
-	// DestinationRule, per rule (pointer) and client kind.
+	// DestinationRule, per rule (pointer), client kind and mesh mTLS facts.
 	ruled sync.Map // ruleKey → *lazy[ruledResources]
+	// secured holds the clusters with automatic mTLS and no rule, per
+	// client kind and mesh mTLS facts.
+	secured sync.Map // securedKey → *lazy[[]types.Resource]
 }
 
 type ruleKey struct {
 	rule *model.DestinationRule
 	grpc bool
+	tls  string // serviceTLS.key()
+}
+
+type securedKey struct {
+	grpc bool
+	tls  string
 }
 
 // ruledResources are a Service's clusters under a rule (ruleClusters, per
@@ -101,8 +111,8 @@ type ruledResources struct {
 	clusters, endpoints []types.Resource
 }
 
-func (e *serviceEntry) underRule(dr *model.DestinationRule, grpc bool) ruledResources {
-	k := ruleKey{dr, grpc}
+func (e *serviceEntry) underRule(dr *model.DestinationRule, grpc bool, st serviceTLS) ruledResources {
+	k := ruleKey{dr, grpc, st.key()}
 	l, ok := e.ruled.Load(k)
 	if !ok {
 		l, _ = e.ruled.LoadOrStore(k, &lazy[ruledResources]{})
@@ -114,7 +124,7 @@ func (e *serviceEntry) underRule(dr *model.DestinationRule, grpc bool) ruledReso
 			base = grpcCluster
 		}
 		for _, port := range e.svc.Ports {
-			r.clusters = append(r.clusters, ruleClusters(e.svc, port, dr, grpc, base)...)
+			r.clusters = append(r.clusters, ruleClusters(e.svc, port, dr, grpc, base, st)...)
 			r.endpoints = append(r.endpoints, ruleLoadAssignments(e.svc, port, dr)...)
 		}
 		return r, nil
@@ -140,6 +150,31 @@ func (e *serviceEntry) envoyClusters() []types.Resource {
 		return out, nil
 	})
 	return v
+}
+
+// securedClusters are the Service's clusters without a rule, with
+// automatic mTLS as st says (st.auto(grpc) holds).
+func (e *serviceEntry) securedClusters(grpc bool, st serviceTLS) ([]types.Resource, error) {
+	k := securedKey{grpc, st.key()}
+	l, ok := e.secured.Load(k)
+	if !ok {
+		l, _ = e.secured.LoadOrStore(k, &lazy[[]types.Resource]{})
+	}
+	return l.(*lazy[[]types.Resource]).get(func() ([]types.Resource, error) {
+		base := e.envoyClusters()
+		if grpc {
+			g, err := e.grpcResources()
+			if err != nil {
+				return nil, err
+			}
+			base = g.clusters
+		}
+		out := make([]types.Resource, len(base))
+		for i, c := range base {
+			out[i] = secureCluster(c.(*clusterv3.Cluster), st, nil, grpc)
+		}
+		return out, nil
+	})
 }
 
 func (e *serviceEntry) loadAssignments() []types.Resource {
@@ -320,7 +355,11 @@ func (c *Cache) entries(world *model.World) []*serviceEntry {
 // every proxy (server.Options.Endpoints). It reports false when two rules
 // define the same subset name differently (the resource of that name then
 // depends on the client's namespace).
-func (c *Cache) LoadAssignments(world *model.World, svc *model.Service) ([]types.Resource, bool) {
+func (c *Cache) LoadAssignments(world *model.World, prev, svc *model.Service) ([]types.Resource, bool) {
+	st := serviceTLSFor(world, svc)
+	if prev != nil && serviceTLSFor(world, prev).key() != st.key() {
+		return nil, false // the Service's clusters change too (mTLS)
+	}
 	c.mu.Lock()
 	e := c.services[svc]
 	if e == nil {
@@ -337,7 +376,7 @@ func (c *Cache) LoadAssignments(world *model.World, svc *model.Service) ([]types
 			}
 			subsets[s.GetName()] = dr.Key()
 		}
-		out = append(out, e.underRule(dr, false).endpoints...)
+		out = append(out, e.underRule(dr, false, st).endpoints...)
 	}
 	return out, true
 }
@@ -371,17 +410,25 @@ func (c *Cache) buildOutbound(w *worldEntry, ns string, grpc bool) ([2][]types.R
 		if ns != "" {
 			dr = w.world.DestinationRule(e.svc.Hostname, ns)
 		}
-		if dr != nil {
-			r := e.underRule(dr, grpc)
+		st := serviceTLSFor(w.world, e.svc)
+		switch {
+		case dr != nil:
+			r := e.underRule(dr, grpc, st)
 			clusters = append(clusters, r.clusters...)
 			endpoints = append(endpoints, r.endpoints...)
-		} else if grpc {
+		case st.auto(grpc):
+			secured, err := e.securedClusters(grpc, st)
+			if err != nil {
+				return [2][]types.Resource{}, err
+			}
+			clusters = append(clusters, secured...)
+		case grpc:
 			g, err := e.grpcResources()
 			if err != nil {
 				return [2][]types.Resource{}, err
 			}
 			clusters = append(clusters, g.clusters...)
-		} else {
+		default:
 			clusters = append(clusters, e.envoyClusters()...)
 		}
 		if grpc && grpcHasEndpoints(e.svc) || !grpc && hasEndpoints(e.svc) {
@@ -474,21 +521,25 @@ func (c *Cache) sidecarResources(w *worldEntry, proxy *model.Proxy) (xds.Resourc
 	routes := v.([]types.Resource)
 
 	// Inbound: per IP family and set of workload ports.
-	inbound := workloadPorts(world, ip)
+	inbound, passthroughMode := inboundModes(world, proxy, workloadPorts(world, ip))
 	var key strings.Builder
 	key.WriteString("virtual-inbound\x00")
 	key.WriteString(wildcard)
+	fmt.Fprintf(&key, "\x00%d", passthroughMode)
 	for _, wp := range inbound {
-		fmt.Fprintf(&key, "\x00%d/%s", wp.Port, wp.Protocol)
+		fmt.Fprintf(&key, "\x00%d/%s/%d", wp.Port, wp.Protocol, wp.MTLS)
 	}
-	v, err = w.get(key.String(), func() (any, error) { return virtualInboundListener(wildcard, inbound) })
+	v, err = w.get(key.String(), func() (any, error) { return virtualInboundListener(wildcard, inbound, passthroughMode) })
 	if err != nil {
 		return nil, err
 	}
 	listeners := mergeSorted(outListeners, []types.Resource{v.(types.Resource)})
 
-	extra := make([]types.Resource, 0, len(inbound)+2)
+	extra := make([]types.Resource, 0, len(inbound)+3)
 	extra = append(extra, fallbackCluster)
+	if fallback != BlackHoleCluster && refusesPlaintext(inbound, passthroughMode) {
+		extra = append(extra, c.blackHole)
+	}
 	for _, wp := range inbound {
 		extra = append(extra, c.inboundCluster(wp))
 	}
@@ -517,6 +568,12 @@ func (c *Cache) sidecarResources(w *worldEntry, proxy *model.Proxy) (xds.Resourc
 type inboundKey struct {
 	port     int32
 	protocol model.Protocol
+}
+
+// meshSources is meshSourceIPs of w's world, once per world.
+func (c *Cache) meshSources(w *worldEntry) []string {
+	v, _ := w.get("mesh-sources", func() (any, error) { return meshSourceIPs(w.world), nil })
+	return v.([]string)
 }
 
 // inboundCluster is inboundCluster(wp), one message per port and protocol.
@@ -612,12 +669,12 @@ func (c *Cache) grpcResources(w *worldEntry, proxy *model.Proxy) (xds.Resources,
 	clientSide := v.([2][]types.Resource)
 
 	ip := proxyIP(proxy)
-	serverPorts := workloadPorts(w.world, ip)
+	serverPorts, _ := inboundModes(w.world, proxy, workloadPorts(w.world, ip))
 	var server []types.Resource
 	for _, wp := range serverPorts {
 		for _, host := range grpcServerHosts(ip) {
-			l, err := w.get("grpc-server\x00"+hostPort(host, wp.Port), func() (any, error) {
-				return grpcServerListener(host, wp.Port)
+			l, err := w.get(fmt.Sprintf("grpc-server\x00%s\x00%d", hostPort(host, wp.Port), wp.MTLS), func() (any, error) {
+				return grpcServerListener(host, wp.Port, wp.MTLS, c.meshSources(w))
 			})
 			if err != nil {
 				return nil, err

@@ -84,6 +84,7 @@ func buildCacheWorlds() *cacheWorlds {
 	cw.names = append(cw.names, "istio config, a VirtualService removed")
 	cw.worlds, cw.names = append(cw.worlds, sidecarWorld()), append(cw.names, "sidecar resources")
 	cw.worlds, cw.names = append(cw.worlds, gatewayWorld()), append(cw.names, "gateway resources")
+	cw.worlds, cw.names = append(cw.worlds, mtlsWorld()), append(cw.names, "mesh mTLS")
 	return cw
 }
 

@@ -21,6 +21,9 @@ import (
 // UNKNOWN) endpoints. An address listed twice (two EndpointSlices) appears
 // once, with the better health, because grpc-go rejects duplicate addresses.
 //
+// Endpoints whose workload runs a mesh proxy carry the transport socket
+// match metadata of automatic mTLS (secureCluster).
+//
 // Every locality carries a load_balancing_weight (its endpoint count): grpc-go
 // ignores localities without one; Envoy ignores it unless locality-weighted
 // balancing is on.
@@ -82,6 +85,10 @@ func loadAssignmentOf(name string, svc *model.Service, port model.ServicePort, k
 				Address: socketAddress(c.ep.Address, c.port),
 			}},
 			HealthStatus: c.health,
+		}
+		if c.ep.MeshTLS() {
+			// Envoy picks the cluster's "tlsMode-istio" transport socket.
+			lbEndpoints[i].Metadata = meshTLSEndpointMetadata
 		}
 	}
 	for start := 0; start < len(cands); {

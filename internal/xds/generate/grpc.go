@@ -50,8 +50,9 @@ func grpcResources(world *model.World, proxy *model.Proxy) (xds.Resources, error
 		hosts := ServiceHosts(svc, ns)
 		dr := world.DestinationRule(svc.Hostname, ns)
 		vs := virtualServiceFor(world, svc, ns)
+		st := serviceTLSFor(world, svc)
 		for _, port := range svc.Ports {
-			clusters = append(clusters, ruleClusters(svc, port, dr, true, grpcCluster)...)
+			clusters = append(clusters, ruleClusters(svc, port, dr, true, grpcCluster, st)...)
 			if grpcHasEndpoints(svc) {
 				endpoints = append(endpoints, loadAssignment(svc, port))
 			}
@@ -72,9 +73,11 @@ func grpcResources(world *model.World, proxy *model.Proxy) (xds.Resources, error
 	}
 
 	serverHosts := grpcServerHosts(ip)
+	serverPorts, _ = inboundModes(world, proxy, serverPorts)
+	meshSources := meshSourceIPs(world)
 	for _, wp := range serverPorts {
 		for _, host := range serverHosts {
-			l, err := grpcServerListener(host, wp.Port)
+			l, err := grpcServerListener(host, wp.Port, wp.MTLS, meshSources)
 			if err != nil {
 				return nil, err
 			}

@@ -48,12 +48,14 @@ func GenerateGRPC(world *model.World, proxy *model.Proxy, listenerNames []string
 				continue
 			}
 			if !serverPortsDone {
-				serverPorts, serverPortsDone = workloadPorts(world, ip), true
+				serverPorts, _ = inboundModes(world, proxy, workloadPorts(world, ip))
+				serverPortsDone = true
 			}
-			if !slices.ContainsFunc(serverPorts, func(wp workloadPort) bool { return wp.Port == port }) {
+			i := slices.IndexFunc(serverPorts, func(wp workloadPort) bool { return wp.Port == port })
+			if i < 0 {
 				continue
 			}
-			l, err := grpcServerListener(host, port)
+			l, err := grpcServerListener(host, port, serverPorts[i].MTLS, meshSourceIPs(world))
 			if err != nil {
 				return nil, err
 			}
@@ -81,7 +83,7 @@ func GenerateGRPC(world *model.World, proxy *model.Proxy, listenerNames []string
 		if err != nil {
 			return nil, err
 		}
-		c := grpcCluster(svc, port)
+		c := secureCluster(grpcCluster(svc, port), serviceTLSFor(world, svc), nil, true)
 		listeners = append(listeners, l)
 		routes = append(routes, grpcClientRoute(name, host, c.Name))
 		if !seenCluster[c.Name] {

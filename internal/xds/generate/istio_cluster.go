@@ -87,12 +87,14 @@ func (p policy) empty() bool { return p.lb == nil && p.pool == nil && p.outlier 
 // grpcCluster); subset clusters use EDS even for headless Services (their
 // endpoints are a selection).
 func ruleClusters(svc *model.Service, port model.ServicePort, dr *model.DestinationRule, grpc bool,
-	base func(*model.Service, model.ServicePort) *clusterv3.Cluster,
+	base func(*model.Service, model.ServicePort) *clusterv3.Cluster, st serviceTLS,
 ) []types.Resource {
 	c := base(svc, port)
-	if p := policyFor(dr, port.Port, ""); !p.empty() {
+	p := policyFor(dr, port.Port, "")
+	if !p.empty() {
 		c = withPolicy(c, p, grpc)
 	}
+	c = secureCluster(c, st, p.tls, grpc)
 	out := []types.Resource{c}
 	if dr == nil || isDNS(svc) {
 		// Subsets select endpoints by labels; resolved names have none.
@@ -110,10 +112,11 @@ func ruleClusters(svc *model.Service, port model.ServicePort, dr *model.Destinat
 		if sc.LbPolicy == clusterv3.Cluster_CLUSTER_PROVIDED {
 			sc.LbPolicy = clusterv3.Cluster_ROUND_ROBIN
 		}
-		if p := policyFor(dr, port.Port, s.GetName()); !p.empty() {
+		p := policyFor(dr, port.Port, s.GetName())
+		if !p.empty() {
 			sc = withPolicy(sc, p, grpc)
 		}
-		out = append(out, sc)
+		out = append(out, secureCluster(sc, st, p.tls, grpc))
 	}
 	sortByName(out)
 	return out
@@ -350,8 +353,8 @@ func routeHashPolicy(world *model.World, svc *model.Service, subset string, port
 // server; MUTUAL: also present a client certificate). Certificates come
 // from files on the proxy (clientCertificate, privateKey, caCertificates)
 // or, with credentialName, from a TLS Secret of the proxy's namespace over
-// SDS ("kubernetes://<name>", CA "kubernetes://<name>-cacert"). DISABLE and
-// ISTIO_MUTUAL (the mesh's own mTLS, with the security issue) give none.
+// SDS ("kubernetes://<name>", CA "kubernetes://<name>-cacert"). DISABLE
+// gives none; ISTIO_MUTUAL is the mesh's own mTLS (secureCluster).
 // Proxyless gRPC takes certificates from its bootstrap's providers, not
 // from clusters, so it gets none either.
 func upstreamTLS(t *networking.ClientTLSSettings, cluster string) *corev3.TransportSocket {

@@ -30,8 +30,9 @@ func outboundClusters(world *model.World, clientNS string) (clusters, endpoints 
 	endpoints = make([]types.Resource, 0, n)
 	for _, svc := range world.Services {
 		dr := world.DestinationRule(svc.Hostname, clientNS)
+		st := serviceTLSFor(world, svc)
 		for _, port := range svc.Ports {
-			clusters = append(clusters, ruleClusters(svc, port, dr, false, outboundCluster)...)
+			clusters = append(clusters, ruleClusters(svc, port, dr, false, outboundCluster, st)...)
 			if hasEndpoints(svc) {
 				endpoints = append(endpoints, loadAssignment(svc, port))
 			}

@@ -55,8 +55,8 @@ func sidecarResources(world *model.World, proxy *model.Proxy) (xds.Resources, er
 		}
 	}
 
-	inbound := workloadPorts(world, ip)
-	l, err = virtualInboundListener(wildcard, inbound)
+	inbound, passthroughMode := inboundModes(world, proxy, workloadPorts(world, ip))
+	l, err = virtualInboundListener(wildcard, inbound, passthroughMode)
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +65,9 @@ func sidecarResources(world *model.World, proxy *model.Proxy) (xds.Resources, er
 		clusters = append(clusters, inboundCluster(wp.Port, wp.Protocol))
 	}
 	clusters = append(clusters, inboundPassthroughCluster(isIPv6(ip)))
+	if allowAny && refusesPlaintext(inbound, passthroughMode) {
+		clusters = append(clusters, blackHoleCluster())
+	}
 
 	res := xds.Resources{
 		resourcev3.ClusterType:  clusters,

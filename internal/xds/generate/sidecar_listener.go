@@ -142,45 +142,122 @@ func speaksTLS(svc *model.Service, port int32) bool {
 // port) sends it to inbound|<port>||: HTTP ports through an
 // HttpConnectionManager, the others through a TCP proxy. Connections to
 // other ports pass through to the workload unchanged.
-func virtualInboundListener(wildcard string, ports []workloadPort) (*listenerv3.Listener, error) {
-	chains := make([]*listenerv3.FilterChain, 0, len(ports)+1)
+func virtualInboundListener(wildcard string, ports []workloadPort, passthrough model.MTLSMode) (*listenerv3.Listener, error) {
+	chains := make([]*listenerv3.FilterChain, 0, 2*len(ports)+2)
 	for _, wp := range ports {
 		cluster := InboundClusterName(wp.Port)
-		match := &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(uint32(wp.Port))}
-		if !wp.Protocol.IsHTTP() {
-			fc, err := tcpChain(cluster, cluster, match)
-			if err != nil {
-				return nil, err
+		var f *listenerv3.Filter
+		var err error
+		if wp.Protocol.IsHTTP() {
+			rc := &routev3.RouteConfiguration{
+				Name: cluster,
+				VirtualHosts: []*routev3.VirtualHost{{
+					Name:    "inbound|http|" + itoa(wp.Port),
+					Domains: []string{"*"},
+					Routes:  []*routev3.Route{routeTo(cluster)},
+				}},
 			}
-			chains = append(chains, fc)
-			continue
+			f, err = hcmFilter(inlineHCM("inbound_0.0.0.0_"+itoa(wp.Port), rc))
+		} else {
+			f, err = tcpProxyFilter(cluster)
 		}
-		rc := &routev3.RouteConfiguration{
-			Name: cluster,
-			VirtualHosts: []*routev3.VirtualHost{{
-				Name:    "inbound|http|" + itoa(wp.Port),
-				Domains: []string{"*"},
-				Routes:  []*routev3.Route{routeTo(cluster)},
-			}},
-		}
-		f, err := hcmFilter(inlineHCM("inbound_0.0.0.0_"+itoa(wp.Port), rc))
 		if err != nil {
 			return nil, err
 		}
-		chains = append(chains, &listenerv3.FilterChain{Name: cluster, FilterChainMatch: match, Filters: []*listenerv3.Filter{f}})
+		port := wrapperspb.UInt32(uint32(wp.Port))
+		pc, err := inboundChains(cluster, port, wp.MTLS, f)
+		if err != nil {
+			return nil, err
+		}
+		chains = append(chains, pc...)
 	}
-	fc, err := tcpChain(InboundPassthroughCluster, InboundPassthroughCluster, nil)
+	f, err := tcpProxyFilter(InboundPassthroughCluster)
 	if err != nil {
 		return nil, err
 	}
-	chains = append(chains, fc)
+	pc, err := inboundChains(InboundPassthroughCluster, nil, passthrough, f)
+	if err != nil {
+		return nil, err
+	}
+	chains = append(chains, pc...)
+	listenerFilters := []*listenerv3.ListenerFilter{originalDstFilter}
+	if slices.ContainsFunc(ports, func(wp workloadPort) bool { return wp.MTLS != model.MTLSDisable }) ||
+		passthrough != model.MTLSDisable {
+		listenerFilters = append(listenerFilters, tlsInspectorFilter)
+	}
 	return &listenerv3.Listener{
 		Name:             VirtualInboundListener,
 		Address:          socketAddress(wildcard, InboundCapturePort),
-		ListenerFilters:  []*listenerv3.ListenerFilter{originalDstFilter},
+		ListenerFilters:  listenerFilters,
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
 		FilterChains:     chains,
 	}, nil
+}
+
+// inboundChains are the filter chains of one inbound port (nil: any other
+// port), by its PeerAuthentication mode: DISABLE takes every connection in
+// plaintext; PERMISSIVE terminates mesh mTLS when the client speaks TLS
+// (the TLS inspector tells) and takes plaintext otherwise; STRICT terminates
+// mesh mTLS and refuses plaintext (sent to the black hole, so it never
+// reaches the workload). filter is the chain's terminal filter, shared.
+//
+// The TLS chain requires a client certificate of the mesh CA; TLS the
+// application itself speaks to the port is refused unless the port is
+// DISABLE (portLevelMtls), since Meshplane tells mesh mTLS by transport
+// only, not by Istio's ALPN markers.
+func inboundChains(name string, port *wrapperspb.UInt32Value, mode model.MTLSMode, filter *listenerv3.Filter) ([]*listenerv3.FilterChain, error) {
+	if mode == model.MTLSDisable {
+		var match *listenerv3.FilterChainMatch
+		if port != nil {
+			match = &listenerv3.FilterChainMatch{DestinationPort: port}
+		}
+		return []*listenerv3.FilterChain{{Name: name, FilterChainMatch: match, Filters: []*listenerv3.Filter{filter}}}, nil
+	}
+	tlsChain := &listenerv3.FilterChain{
+		Name:             name + "-mtls",
+		FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: port, TransportProtocol: "tls"},
+		Filters:          []*listenerv3.Filter{filter},
+		TransportSocket:  meshDownstreamTLS(false),
+	}
+	plain := &listenerv3.FilterChain{
+		Name:             name,
+		FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: port, TransportProtocol: "raw_buffer"},
+		Filters:          []*listenerv3.Filter{filter},
+	}
+	if mode == model.MTLSStrict {
+		refuse, err := tcpProxyFilter(BlackHoleCluster)
+		if err != nil {
+			return nil, err
+		}
+		plain.Name = name + "-plaintext-refused"
+		plain.Filters = []*listenerv3.Filter{refuse}
+	}
+	return []*listenerv3.FilterChain{tlsChain, plain}, nil
+}
+
+// refusesPlaintext reports whether some inbound chain is STRICT (its
+// plaintext goes to BlackHoleCluster).
+func refusesPlaintext(ports []workloadPort, passthrough model.MTLSMode) bool {
+	return passthrough == model.MTLSStrict ||
+		slices.ContainsFunc(ports, func(wp workloadPort) bool { return wp.MTLS == model.MTLSStrict })
+}
+
+// inboundModes sets the PeerAuthentication mode of each of the proxy's
+// workload ports and returns the mode of its other ports.
+func inboundModes(world *model.World, proxy *model.Proxy, ports []workloadPort) ([]workloadPort, model.MTLSMode) {
+	if !world.UsesPeerAuthentication() {
+		return ports, model.MTLSPermissive
+	}
+	ns := proxyNamespace(proxy)
+	var labels map[string]string
+	if proxy.Workload != nil {
+		labels = proxy.Workload.Labels
+	}
+	out := slices.Clone(ports)
+	for i := range out {
+		out[i].MTLS = world.PeerAuthenticationMode(ns, labels, uint32(out[i].Port))
+	}
+	return out, world.PeerAuthenticationMode(ns, labels, 0)
 }
 
 // wildcardFor is the any-address of the proxy's IP family.

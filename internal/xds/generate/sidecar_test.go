@@ -224,13 +224,16 @@ func TestSidecarInbound(t *testing.T) {
 	if sa := vi.GetAddress().GetSocketAddress(); sa.GetAddress() != "0.0.0.0" || sa.GetPortValue() != InboundCapturePort {
 		t.Errorf("virtualInbound on %v", sa)
 	}
-	if len(vi.GetListenerFilters()) != 1 || vi.GetListenerFilters()[0].GetName() != "envoy.filters.listener.original_dst" {
+	// PERMISSIVE (no PeerAuthentication): the TLS inspector tells mesh mTLS
+	// from plaintext (mtls_test.go covers the modes).
+	if len(vi.GetListenerFilters()) != 2 || vi.GetListenerFilters()[0].GetName() != "envoy.filters.listener.original_dst" ||
+		vi.GetListenerFilters()[1].GetName() != "envoy.filters.listener.tls_inspector" {
 		t.Errorf("virtualInbound listener filters %v", vi.GetListenerFilters())
 	}
 	// web-0 serves 8080 (http-web) and 9090 (grpc-api).
 	var ports []uint32
 	for _, fc := range vi.GetFilterChains() {
-		if p := fc.GetFilterChainMatch().GetDestinationPort(); p != nil {
+		if p := fc.GetFilterChainMatch().GetDestinationPort(); p != nil && fc.GetFilterChainMatch().GetTransportProtocol() == "raw_buffer" {
 			ports = append(ports, p.GetValue())
 			hcm := new(hcmv3.HttpConnectionManager)
 			if err := fc.GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
@@ -262,12 +265,12 @@ func TestSidecarInbound(t *testing.T) {
 	w := fixtureWorld(true)
 	db := mustGenerate(t, w, &model.Proxy{ID: "db-0.data", Type: model.ProxySidecar, Namespace: "data", IP: "10.1.1.1"})
 	vi = find[*listenerv3.Listener](db, resourcev3.ListenerType, VirtualInboundListener)
-	if got := tcpClusters(t, vi); !slices.Equal(got, []string{"inbound|5432||", InboundPassthroughCluster}) {
+	if got := tcpClusters(t, vi); !slices.Equal(got, []string{"inbound|5432||", "inbound|5432||", InboundPassthroughCluster, InboundPassthroughCluster}) {
 		t.Errorf("db inbound → %q", got)
 	}
 	client := mustGenerate(t, w, fixtureProxy(w, model.ProxySidecar, "shop", "client-0"))
 	vi = find[*listenerv3.Listener](client, resourcev3.ListenerType, VirtualInboundListener)
-	if got := tcpClusters(t, vi); !slices.Equal(got, []string{InboundPassthroughCluster}) {
+	if got := tcpClusters(t, vi); !slices.Equal(got, []string{InboundPassthroughCluster, InboundPassthroughCluster}) {
 		t.Errorf("client inbound → %q", got)
 	}
 }

@@ -12,6 +12,8 @@ import (
 type workloadPort struct {
 	Port     int32
 	Protocol model.Protocol
+	// MTLS is the port's PeerAuthentication mode (inboundModes).
+	MTLS model.MTLSMode
 }
 
 // workloadPorts lists, sorted by port, the endpoint ports of every endpoint

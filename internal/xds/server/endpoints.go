@@ -65,7 +65,7 @@ func (s *Server) planEndpointPush(prev, next *model.World) *endpointPlan {
 		if a == b {
 			continue
 		}
-		resources, ok := s.endpoints(next, b)
+		resources, ok := s.endpoints(next, a, b)
 		if !ok {
 			return nil
 		}

@@ -66,12 +66,16 @@ type Options struct {
 	// a resource returned (the same pointer) for several proxies, or in
 	// successive worlds, is validated and hashed once (generate.Cache).
 	Generator xds.Generator
-	// Endpoints returns the ClusterLoadAssignments of a Service in a world
-	// exactly as Generator hands them to every proxy that gets them (false:
-	// it cannot tell); they must not depend on the proxy. Optional: with it,
-	// a change of endpoints only replaces those resources in the proxies'
-	// configurations instead of regenerating every proxy (endpoints.go).
-	Endpoints func(*model.World, *model.Service) ([]types.Resource, bool)
+	// Endpoints returns the ClusterLoadAssignments of a Service (next) in a
+	// world exactly as Generator hands them to every proxy that gets them,
+	// given the Service it replaces (prev: the same Service with other
+	// endpoints). It reports false when it cannot tell, or when the change
+	// alters more than endpoints resources (e.g. clusters whose mTLS depends
+	// on the endpoints' workloads); the resources must not depend on the
+	// proxy. Optional: with it, a change of endpoints only replaces those
+	// resources in the proxies' configurations instead of regenerating every
+	// proxy (endpoints.go).
+	Endpoints func(world *model.World, prev, next *model.Service) ([]types.Resource, bool)
 	// Debounce coalesces change events: a push starts when no event arrived
 	// for Quiet, or Max after the first event of the burst, whichever is
 	// first. Zero values take the defaults (100ms, 1s).
@@ -98,7 +102,7 @@ type Debounce struct {
 // Server serves the current world's configuration to connected proxies.
 type Server struct {
 	gen       xds.Generator
-	endpoints func(*model.World, *model.Service) ([]types.Resource, bool)
+	endpoints func(world *model.World, prev, next *model.Service) ([]types.Resource, bool)
 	validate  func(types.Resource) error
 	debounce  Debounce
 	log       logr.Logger
