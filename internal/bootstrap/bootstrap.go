@@ -76,8 +76,8 @@ const (
 	// server (the workload certificate and the mesh root); the generators'
 	// TLS contexts name it (generate.SDSClusterName).
 	SDSClusterName = "sds-grpc"
-	// DefaultSDSSocket is where mesh-agent serves SDS in the pod.
-	DefaultSDSSocket = "/var/run/meshplane/sds.sock"
+	// DefaultSDSSocket is where mesh-agent serves SDS in the pod (Istio's path).
+	DefaultSDSSocket = "/var/run/secrets/workload-spiffe-uds/socket"
 
 	// MetadataProxyType is the node metadata key holding the ProxyType.
 	MetadataProxyType = "proxy_type"
