@@ -13,10 +13,13 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	xdscreds "google.golang.org/grpc/credentials/xds"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
 )
@@ -80,7 +83,26 @@ func (s *Server) UnaryCall(ctx context.Context, _ *testpb.SimpleRequest) (*testp
 			return nil, status.Errorf(codes.Unavailable, "%s fails the first attempt of every call", s.Name)
 		}
 	}
-	return &testpb.SimpleResponse{ServerId: s.Name, Hostname: s.Name}, nil
+	return &testpb.SimpleResponse{ServerId: s.Name, Hostname: s.Name, Username: PeerIdentity(ctx)}, nil
+}
+
+// PeerIdentity is the SPIFFE ID (URI SAN) of the caller's TLS client
+// certificate, or "" when the call came in plaintext or without one.
+func PeerIdentity(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return ""
+	}
+	for _, u := range info.State.PeerCertificates[0].URIs {
+		if u.Scheme == "spiffe" {
+			return u.String()
+		}
+	}
+	return ""
 }
 
 // Attempts is how many calls (first attempts and retries) reached the server.
@@ -98,6 +120,21 @@ func NewXDSServer(name string, bootstrap []byte, opts ...grpc.ServerOption) (*xd
 // on purpose.
 func NewXDSServerFor(impl *Server, bootstrap []byte, opts ...grpc.ServerOption) (*xds.GRPCServer, error) {
 	opts = append(opts, grpc.Creds(insecure.NewCredentials()))
+	return newXDSServer(impl, bootstrap, opts...)
+}
+
+// NewMeshXDSServerFor is NewXDSServerFor with grpc-go's xDS credentials: the
+// listener meshd sends decides mTLS (certificates from the bootstrap's
+// certificate providers) or plaintext (the fallback).
+func NewMeshXDSServerFor(impl *Server, bootstrap []byte, opts ...grpc.ServerOption) (*xds.GRPCServer, error) {
+	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		return nil, fmt.Errorf("xDS server credentials: %w", err)
+	}
+	return newXDSServer(impl, bootstrap, append(opts, grpc.Creds(creds))...)
+}
+
+func newXDSServer(impl *Server, bootstrap []byte, opts ...grpc.ServerOption) (*xds.GRPCServer, error) {
 	if bootstrap != nil {
 		opts = append(opts, xds.BootstrapContentsForTesting(bootstrap))
 	}
@@ -121,6 +158,30 @@ func Dial(target string, bootstrap []byte) (*grpc.ClientConn, error) {
 		opts = append(opts, grpc.WithResolvers(resolver))
 	}
 	return grpc.NewClient(target, opts...)
+}
+
+// DialMesh is Dial for a mesh client pod: grpc-go's xDS credentials (the
+// cluster meshd sends decides mTLS or plaintext), connections from podIP.
+func DialMesh(target string, bootstrap []byte, podIP string) (*grpc.ClientConn, error) {
+	creds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		return nil, fmt.Errorf("xDS client credentials: %w", err)
+	}
+	resolver, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
+	if err != nil {
+		return nil, fmt.Errorf("building the xDS resolver: %w", err)
+	}
+	return grpc.NewClient(target, grpc.WithTransportCredentials(creds), PodDialerFrom(podIP), grpc.WithResolvers(resolver))
+}
+
+// CallIdentity makes one RPC and returns the backend that answered and the
+// identity it saw the call from ("" for plaintext).
+func CallIdentity(ctx context.Context, conn *grpc.ClientConn) (backend, peerIdentity string, err error) {
+	resp, err := testgrpc.NewTestServiceClient(conn).UnaryCall(ctx, &testpb.SimpleRequest{FillServerId: true, FillUsername: true})
+	if err != nil {
+		return "", "", err
+	}
+	return resp.GetServerId(), resp.GetUsername(), nil
 }
 
 // Call makes one RPC and returns the name of the backend that answered.

@@ -56,6 +56,16 @@ func PodDialer() grpc.DialOption {
 	})
 }
 
+// PodDialerFrom is PodDialer for a client pod: its connections leave from
+// the loopback address of podIP, so servers see them coming from the pod
+// (ListenPod reports the pod address), as on a pod network.
+func PodDialerFrom(podIP string) grpc.DialOption {
+	return grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(Loopback(podIP))}}
+		return d.DialContext(ctx, "tcp", Loopback(addr))
+	})
+}
+
 // ListenPod listens on the loopback address of a test pod IP and port, and
 // reports the pod address as its own, so that an xDS server asks meshd for the
 // listener of its pod address, as it would in a cluster.
@@ -79,3 +89,32 @@ type podListener struct {
 }
 
 func (l *podListener) Addr() net.Addr { return l.addr }
+
+// Accept reports both ends of a connection by their pod addresses, so that
+// an xDS server matches filter chains on the source pod (PERMISSIVE mTLS
+// tells mesh clients by address) as it would on a pod network.
+func (l *podListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &podConn{Conn: c, local: podAddr(c.LocalAddr()), remote: podAddr(c.RemoteAddr())}, nil
+}
+
+type podConn struct {
+	net.Conn
+	local, remote net.Addr
+}
+
+func (c *podConn) LocalAddr() net.Addr  { return c.local }
+func (c *podConn) RemoteAddr() net.Addr { return c.remote }
+
+// podAddr maps a loopback TCP address 127.0.0.N back onto the pod address
+// 192.0.2.N; other addresses are returned as they are.
+func podAddr(a net.Addr) net.Addr {
+	mapped, err := net.ResolveTCPAddr("tcp", translate(a.String(), loopbackNet, podNet))
+	if err != nil {
+		return a
+	}
+	return mapped
+}
