@@ -355,6 +355,145 @@ type MeshConfigSpec struct {
 	// +listType=atomic
 	// +optional
 	DiscoverySelectors []metav1.LabelSelector `json:"discoverySelectors,omitempty"`
+
+	// ExtensionProviders are the external authorizers that CUSTOM
+	// AuthorizationPolicies name (spec.provider.name), in the shape of Istio's
+	// meshConfig.extensionProviders (envoyExtAuthzHttp and envoyExtAuthzGrpc).
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	// +optional
+	ExtensionProviders []ExtensionProvider `json:"extensionProviders,omitempty"`
+}
+
+// ExtensionProvider is one external authorizer, called with Envoy's ext_authz
+// protocol over HTTP or gRPC.
+// +kubebuilder:validation:XValidation:rule="has(self.envoyExtAuthzHttp) != has(self.envoyExtAuthzGrpc)",message="exactly one of envoyExtAuthzHttp and envoyExtAuthzGrpc must be set"
+type ExtensionProvider struct {
+	// Name AuthorizationPolicies refer to the provider by.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="extension provider name must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit"
+	Name string `json:"name"`
+
+	// EnvoyExtAuthzHTTP checks requests with the HTTP protocol.
+	// +optional
+	EnvoyExtAuthzHTTP *EnvoyExtAuthzHTTPProvider `json:"envoyExtAuthzHttp,omitempty"`
+
+	// EnvoyExtAuthzGRPC checks requests (and TCP connections) with the gRPC
+	// protocol (envoy.service.auth.v3.Authorization).
+	// +optional
+	EnvoyExtAuthzGRPC *EnvoyExtAuthzGRPCProvider `json:"envoyExtAuthzGrpc,omitempty"`
+}
+
+// EnvoyExtAuthzHTTPProvider is an authorizer speaking Envoy's HTTP ext_authz
+// protocol.
+type EnvoyExtAuthzHTTPProvider struct {
+	ExtAuthzService `json:",inline"`
+
+	// PathPrefix is prepended to the request path in the check request.
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="pathPrefix must start with /"
+	// +optional
+	PathPrefix string `json:"pathPrefix,omitempty"`
+
+	// IncludeRequestHeadersInCheck are the client's headers sent to the
+	// authorizer (besides Host, Method, Path, Content-Length and
+	// Authorization); "x-*" and "*-x" match by prefix and suffix.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	// +optional
+	IncludeRequestHeadersInCheck []string `json:"includeRequestHeadersInCheck,omitempty"`
+
+	// IncludeAdditionalHeadersInCheck are headers added to the check request.
+	// +kubebuilder:validation:MaxProperties=64
+	// +optional
+	IncludeAdditionalHeadersInCheck map[string]string `json:"includeAdditionalHeadersInCheck,omitempty"`
+
+	// HeadersToUpstreamOnAllow are the authorizer's headers added to an
+	// allowed request.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	// +optional
+	HeadersToUpstreamOnAllow []string `json:"headersToUpstreamOnAllow,omitempty"`
+
+	// HeadersToDownstreamOnAllow are the authorizer's headers added to the
+	// response of an allowed request.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	// +optional
+	HeadersToDownstreamOnAllow []string `json:"headersToDownstreamOnAllow,omitempty"`
+
+	// HeadersToDownstreamOnDeny are the authorizer's headers sent to the
+	// client with a denial.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	// +optional
+	HeadersToDownstreamOnDeny []string `json:"headersToDownstreamOnDeny,omitempty"`
+}
+
+// EnvoyExtAuthzGRPCProvider is an authorizer speaking Envoy's gRPC ext_authz
+// protocol.
+type EnvoyExtAuthzGRPCProvider struct {
+	ExtAuthzService `json:",inline"`
+}
+
+// ExtAuthzService is where an authorizer is and how it is called.
+type ExtAuthzService struct {
+	// Service is the authorizer's Service: "<namespace>/<host>" (a short host
+	// is a Service of that namespace) or a fully qualified host.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=320
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?/[^/*]+|[^/*]+[.][^/*]+)$')",message="service must be <namespace>/<host> or a fully qualified host"
+	Service string `json:"service"`
+
+	// Port of the Service the authorizer listens on.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+
+	// Timeout of a check: Envoy's default (200ms) for gRPC, 600s for HTTP
+	// when unset.
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="timeout must be a positive duration such as 500ms or 2s"
+	// +optional
+	Timeout string `json:"timeout,omitempty"`
+
+	// FailOpen lets requests through when the authorizer cannot be reached.
+	// +optional
+	FailOpen bool `json:"failOpen,omitempty"`
+
+	// StatusOnError is the HTTP status returned when a check fails and
+	// failOpen is false (Envoy's default: 403).
+	// +kubebuilder:validation:MaxLength=3
+	// +kubebuilder:validation:XValidation:rule="self in ['100','200','201','202','203','204','205','206','207','208','226','300','301','302','303','304','305','307','308','400','401','402','403','404','405','406','407','408','409','410','411','412','413','414','415','416','417','421','422','423','424','426','428','429','431','500','501','502','503','504','505','506','507','508','510','511']",message="statusOnError must be an HTTP status code Envoy knows, such as 403 or 503"
+	// +optional
+	StatusOnError string `json:"statusOnError,omitempty"`
+
+	// IncludeRequestBodyInCheck sends the request body (up to a size) in the
+	// check.
+	// +optional
+	IncludeRequestBodyInCheck *BodyInCheck `json:"includeRequestBodyInCheck,omitempty"`
+}
+
+// BodyInCheck says how much of the request body a check carries.
+type BodyInCheck struct {
+	// MaxRequestBytes buffered for the check.
+	// +kubebuilder:validation:Minimum=1
+	MaxRequestBytes int32 `json:"maxRequestBytes"`
+
+	// AllowPartialMessage sends the first maxRequestBytes of a larger body
+	// instead of refusing the request with 413.
+	// +optional
+	AllowPartialMessage bool `json:"allowPartialMessage,omitempty"`
+
+	// PackAsBytes sends the body as raw bytes (gRPC) instead of UTF-8 text.
+	// +optional
+	PackAsBytes bool `json:"packAsBytes,omitempty"`
 }
 
 // AccessLoggingSpec configures the proxies' access logs.

@@ -222,6 +222,46 @@ var celRefusals = []refusal{
 		spec: `{meshConfig: {trustDomain: Cluster.Local}}`,
 		want: []string{"spec.meshConfig.trustDomain", "trustDomain must be a SPIFFE trust domain: lower-case letters, digits, '.', '-' and '_'"},
 	},
+	{
+		rule: "spec.meshConfig.extensionProviders[] has a kind",
+		spec: `{meshConfig: {extensionProviders: [{name: opa}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[0]", "exactly one of envoyExtAuthzHttp and envoyExtAuthzGrpc must be set"},
+	},
+	{
+		rule: "spec.meshConfig.extensionProviders[] has one kind only",
+		spec: `{meshConfig: {extensionProviders: [{name: opa, envoyExtAuthzHttp: {service: a/opa, port: 80}, envoyExtAuthzGrpc: {service: a/opa, port: 90}}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[0]", "exactly one of envoyExtAuthzHttp and envoyExtAuthzGrpc must be set"},
+	},
+	{
+		rule: "spec.meshConfig.extensionProviders[].name is a DNS label",
+		spec: `{meshConfig: {extensionProviders: [{name: Opa_HTTP, envoyExtAuthzHttp: {service: a/opa, port: 80}}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[0].name", "extension provider name " + dnsLabelMsg},
+	},
+	{
+		rule: "spec.meshConfig.extensionProviders[].envoyExtAuthzGrpc.service is namespace/host or a FQDN",
+		spec: `{meshConfig: {extensionProviders: [{name: opa, envoyExtAuthzGrpc: {service: opa, port: 9191}}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[0].envoyExtAuthzGrpc.service", "service must be <namespace>/<host> or a fully qualified host"},
+	},
+	{
+		rule: "spec.meshConfig.extensionProviders[].envoyExtAuthzHttp.timeout is a duration",
+		spec: `{meshConfig: {extensionProviders: [{name: opa, envoyExtAuthzHttp: {service: a/opa, port: 80, timeout: soon}}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[0].envoyExtAuthzHttp.timeout", "timeout must be a positive duration such as 500ms or 2s"},
+	},
+	{
+		rule: "spec.meshConfig.extensionProviders[].envoyExtAuthzGrpc.timeout is positive",
+		spec: `{meshConfig: {extensionProviders: [{name: opa, envoyExtAuthzGrpc: {service: a/opa, port: 80, timeout: 0s}}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[0].envoyExtAuthzGrpc.timeout", "timeout must be a positive duration such as 500ms or 2s"},
+	},
+	{
+		rule: "spec.meshConfig.extensionProviders[].envoyExtAuthzHttp.statusOnError is a status Envoy knows",
+		spec: `{meshConfig: {extensionProviders: [{name: opa, envoyExtAuthzHttp: {service: a/opa, port: 80, statusOnError: "299"}}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[0].envoyExtAuthzHttp.statusOnError", "statusOnError must be an HTTP status code Envoy knows, such as 403 or 503"},
+	},
+	{
+		rule: "spec.meshConfig.extensionProviders[].envoyExtAuthzHttp.pathPrefix starts with /",
+		spec: `{meshConfig: {extensionProviders: [{name: opa, envoyExtAuthzHttp: {service: a/opa, port: 80, pathPrefix: check}}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[0].envoyExtAuthzHttp.pathPrefix", "pathPrefix must start with /"},
+	},
 }
 
 // schemaRefusals has one case per OpenAPI schema rule that a user can break:
@@ -328,6 +368,27 @@ var schemaRefusals = []refusal{
 		}
 		return map[string]any{"meshConfig": map[string]any{"discoverySelectors": sels}}
 	}, want: []string{"spec.meshConfig.discoverySelectors", "Too many", "must have at most 32 items"}},
+	{rule: "spec.meshConfig.extensionProviders maxItems 32", build: func() map[string]any {
+		ps := make([]any, 33)
+		for i := range ps {
+			ps[i] = map[string]any{"name": fmt.Sprintf("p-%d", i), "envoyExtAuthzGrpc": map[string]any{"service": "a/opa", "port": 9191}}
+		}
+		return map[string]any{"meshConfig": map[string]any{"extensionProviders": ps}}
+	}, want: []string{"spec.meshConfig.extensionProviders", "Too many", "must have at most 32 items"}},
+	{rule: "spec.meshConfig.extensionProviders list-map key name is unique",
+		spec: `{meshConfig: {extensionProviders: [{name: opa, envoyExtAuthzGrpc: {service: a/opa, port: 1}}, {name: opa, envoyExtAuthzHttp: {service: a/opa, port: 2}}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[1]", "Duplicate value"}},
+	{rule: "spec.meshConfig.extensionProviders[].name required", spec: `{meshConfig: {extensionProviders: [{envoyExtAuthzGrpc: {service: a/opa, port: 1}}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[0].name", "Required value"}},
+	{rule: "spec.meshConfig.extensionProviders[].envoyExtAuthzHttp.service required", spec: `{meshConfig: {extensionProviders: [{name: opa, envoyExtAuthzHttp: {port: 80}}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[0].envoyExtAuthzHttp.service", "Required value"}},
+	{rule: "spec.meshConfig.extensionProviders[].envoyExtAuthzGrpc.port maximum 65535", spec: `{meshConfig: {extensionProviders: [{name: opa, envoyExtAuthzGrpc: {service: a/opa, port: 65536}}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[0].envoyExtAuthzGrpc.port", "less than or equal to 65535"}},
+	{rule: "spec.meshConfig.extensionProviders[].envoyExtAuthzHttp.port minimum 1", spec: `{meshConfig: {extensionProviders: [{name: opa, envoyExtAuthzHttp: {service: a/opa, port: 0}}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[0].envoyExtAuthzHttp.port", "greater than or equal to 1"}},
+	{rule: "spec.meshConfig.extensionProviders[].envoyExtAuthzHttp.includeRequestBodyInCheck.maxRequestBytes minimum 1",
+		spec: `{meshConfig: {extensionProviders: [{name: opa, envoyExtAuthzHttp: {service: a/opa, port: 80, includeRequestBodyInCheck: {maxRequestBytes: 0}}}]}}`,
+		want: []string{"spec.meshConfig.extensionProviders[0].envoyExtAuthzHttp.includeRequestBodyInCheck.maxRequestBytes", "greater than or equal to 1"}},
 	{rule: "spec.values is an object", spec: `{values: "replicas: 3"}`,
 		want: []string{"spec.values", "must be of type object"}},
 }
@@ -387,6 +448,12 @@ func TestValidEdgesAccepted(t *testing.T) {
 			return map[string]any{"gateways": gws}
 		}},
 		{name: "access log format when enabled", spec: `{meshConfig: {accessLogging: {enabled: true, encoding: JSON, format: "%START_TIME%"}}}`},
+		{name: "extension providers", spec: `{meshConfig: {extensionProviders: [
+			{name: opa-http, envoyExtAuthzHttp: {service: authz/opa, port: 8181, timeout: 1m0s, pathPrefix: /check, failOpen: true, statusOnError: "503",
+				includeRequestHeadersInCheck: [authorization, "x-ext-*"], includeAdditionalHeadersInCheck: {x-mesh: meshplane},
+				includeRequestBodyInCheck: {maxRequestBytes: 4096, allowPartialMessage: true, packAsBytes: true},
+				headersToUpstreamOnAllow: [x-user], headersToDownstreamOnAllow: [set-cookie], headersToDownstreamOnDeny: ["*-reason"]}},
+			{name: opa-grpc, envoyExtAuthzGrpc: {service: opa.authz.svc.cluster.local, port: 65535, timeout: 0.5s, statusOnError: "403"}}]}}`},
 		{name: "values free-form", spec: `{values: {meshd: {env: [{name: A, value: b}]}, anything: 1}}`},
 	}
 	for _, tc := range cases {

@@ -35,6 +35,9 @@ type MeshConfig struct {
 	Revision string `json:"revision"`
 	// CA selects where workload certificates come from.
 	CA CAConfig `json:"ca"`
+	// ExtensionProviders are the external authorizers CUSTOM
+	// AuthorizationPolicies name (extensionproviders.go).
+	ExtensionProviders []ExtensionProvider `json:"extensionProviders"`
 }
 
 // AccessLogging configures the proxies' access logs.
@@ -228,6 +231,7 @@ func (c *MeshConfig) validate(revision string) error {
 			bad("ca.certManager.issuerRef.kind %q must be Issuer or ClusterIssuer", ref.Kind)
 		}
 	}
+	c.validateExtensionProviders(bad)
 	if len(problems) > 0 {
 		// One line, so that it reads well in a log line and in /ready.
 		return errors.New(strings.Join(problems, "; "))

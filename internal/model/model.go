@@ -94,6 +94,9 @@ type MeshConfig struct {
 	// apply to every workload): the control plane's namespace, as Istio's
 	// root namespace is istiod's.
 	RootNamespace string
+	// ExtAuthz are the external authorizers CUSTOM AuthorizationPolicies
+	// name (mesh config extensionProviders); nil when there are none.
+	ExtAuthz *ExtAuthzProviders
 }
 
 // Service is a Kubernetes Service and what the mesh knows of it.

@@ -21,7 +21,9 @@ type Unsupported struct {
 }
 
 // GRPCUnsupported lists what proxyless gRPC clients in namespace ns do not
-// get of the VirtualServices and DestinationRules that apply to them.
+// get of the VirtualServices and DestinationRules that apply to them, and
+// what gRPC servers there do not get of the security policies
+// (grpcSecurityUnsupported).
 func GRPCUnsupported(world *model.World, ns string) []Unsupported {
 	var out []Unsupported
 	for _, vs := range world.VirtualServicesFor("mesh", ns) {
@@ -107,5 +109,5 @@ func GRPCUnsupported(world *model.World, ns string) []Unsupported {
 			check(fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), s.GetTrafficPolicy())
 		}
 	}
-	return out
+	return append(out, grpcSecurityUnsupported(world, ns)...)
 }
