@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1"
 	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
+	istiosecurity "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -29,11 +30,15 @@ import (
 	"github.com/meshplane/meshplane/test/harness"
 )
 
-// istioClient is a client that also knows the networking.istio.io/v1 types.
+// istioClient is a client that also knows the networking.istio.io/v1 and
+// security.istio.io/v1 types.
 func istioClient(t *testing.T, cfg *rest.Config) client.Client {
 	t.Helper()
 	scheme := harness.NewScheme()
 	if err := istionetworking.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := istiosecurity.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
@@ -84,7 +89,8 @@ func installIstioCRDs(t *testing.T, cfg *rest.Config) {
 	}
 }
 
-// configKeys lists a World's VirtualServices and DestinationRules.
+// configKeys lists a World's VirtualServices, DestinationRules and security
+// policies.
 func configKeys(w *model.World) []string {
 	var out []string
 	for _, o := range w.Config.VirtualServices {
@@ -92,6 +98,15 @@ func configKeys(w *model.World) []string {
 	}
 	for _, o := range w.Config.DestinationRules {
 		out = append(out, "dr "+o.Key())
+	}
+	for _, o := range w.Config.PeerAuthentications {
+		out = append(out, "pa "+o.Key())
+	}
+	for _, o := range w.Config.AuthorizationPolicies {
+		out = append(out, "ap "+o.Key())
+	}
+	for _, o := range w.Config.RequestAuthentications {
+		out = append(out, "ra "+o.Key())
 	}
 	return out
 }
@@ -117,24 +132,30 @@ func TestDiscoveryConfig(t *testing.T) {
 	create(t, c, slice)
 	var vs *istionetworking.VirtualService
 	var dr *istionetworking.DestinationRule
+	var ap *istiosecurity.AuthorizationPolicy
 	for _, ns := range []string{nsIn, nsOut} {
 		v, r := testVirtualService(ns, "web", "web", 0), testDestinationRule(ns, "web", "web", 0)
 		create(t, c, v)
 		create(t, c, r)
+		p := testAuthorizationPolicy(ns, "web", "web", 0)
+		create(t, c, p)
 		if ns == nsIn {
-			vs, dr = v, r
+			vs, dr, ap = v, r, p
 		}
 	}
 
 	// The CRDs are installed, so the first World already has the config.
 	d := startDiscovery(t, cfg, Options{DiscoverySelectors: meshSelector})
 	w0 := d.World()
-	if got, want := configKeys(w0), []string{"vs cfg-in/web", "dr cfg-in/web"}; !slices.Equal(got, want) {
+	if got, want := configKeys(w0), []string{"vs cfg-in/web", "dr cfg-in/web", "ap cfg-in/web"}; !slices.Equal(got, want) {
 		t.Fatalf("config of the first World: %v, want %v", got, want)
 	}
-	gotVS, gotDR := w0.Config.VirtualServices[0], w0.Config.DestinationRules[0]
-	if !proto.Equal(gotVS.Spec, &vs.Spec) || !proto.Equal(gotDR.Spec, &dr.Spec) {
+	gotVS, gotDR, gotAP := w0.Config.VirtualServices[0], w0.Config.DestinationRules[0], w0.Config.AuthorizationPolicies[0]
+	if !proto.Equal(gotVS.Spec, &vs.Spec) || !proto.Equal(gotDR.Spec, &dr.Spec) || !proto.Equal(gotAP.Spec, &ap.Spec) {
 		t.Fatalf("specs differ from the API server's:\n%s", dumpConfig(t, &w0.Config))
+	}
+	if gotAP.Generation != ap.Generation || gotAP.CreationUnix != ap.CreationTimestamp.Unix() {
+		t.Errorf("AuthorizationPolicy meta %+v, object generation %d created %v", gotAP.Meta, ap.Generation, ap.CreationTimestamp)
 	}
 	if gotVS.Generation != vs.Generation || gotVS.CreationUnix != vs.CreationTimestamp.Unix() || gotVS.CreationUnix == 0 {
 		t.Errorf("VirtualService meta %+v, object generation %d created %v", gotVS.Meta, vs.Generation, vs.CreationTimestamp)
@@ -206,7 +227,24 @@ func TestDiscoveryConfig(t *testing.T) {
 	})
 	eventually(t, "the DestinationRule deleted", func() (bool, string) {
 		keys := configKeys(d.World())
-		return slices.Equal(keys, []string{"vs cfg-in/web"}), fmt.Sprint(keys)
+		return slices.Equal(keys, []string{"vs cfg-in/web", "ap cfg-in/web"}), fmt.Sprint(keys)
+	})
+
+	// The security kinds follow the same way: created, then deleted.
+	pa := testPeerAuthentication(nsIn, "default", "", 0)
+	expectChange(t, d, "creating a PeerAuthentication", func() { create(t, c, pa) })
+	eventually(t, "the PeerAuthentication", func() (bool, string) {
+		w := d.World()
+		return len(w.Config.PeerAuthentications) == 1 && proto.Equal(w.Config.PeerAuthentications[0].Spec, &pa.Spec), fmt.Sprint(configKeys(w))
+	})
+	expectChange(t, d, "deleting an AuthorizationPolicy", func() {
+		if err := c.Delete(ctx, ap); err != nil {
+			t.Fatal(err)
+		}
+	})
+	eventually(t, "the AuthorizationPolicy deleted", func() (bool, string) {
+		keys := configKeys(d.World())
+		return slices.Equal(keys, []string{"vs cfg-in/web", "pa cfg-in/default"}), fmt.Sprint(keys)
 	})
 
 	// An endpoint-only change keeps every config object.
@@ -265,6 +303,12 @@ func TestDiscoveryConfigCRDsInstalledLater(t *testing.T) {
 	create(t, c, gw)
 	eventually(t, "the Gateway", func() (bool, string) {
 		return len(d.World().Config.Gateways) == 1, "absent"
+	})
+	ra := testRequestAuthentication(ns, "jwt", "https://issuer.example.com", 0)
+	create(t, c, ra)
+	eventually(t, "the RequestAuthentication", func() (bool, string) {
+		w := d.World()
+		return len(w.Config.RequestAuthentications) == 1 && proto.Equal(w.Config.RequestAuthentications[0].Spec, &ra.Spec), fmt.Sprint(configKeys(w))
 	})
 	if n := notServed(); n != 1 {
 		t.Errorf("%d info messages about the missing CRDs, want 1:\n%s", n, logs)
@@ -348,5 +392,22 @@ func TestTrimIstioObject(t *testing.T) {
 			t.Errorf("not dropped: annotations %v labels %v managed %v status %v", got.Annotations, got.Labels, got.ManagedFields, got.Status.ObservedGeneration)
 		}
 		vs = got
+	}
+
+	ap := testAuthorizationPolicy("ns", "web", "web", 2)
+	ap.Annotations = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{...}"}
+	ap.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	ap.Status.ObservedGeneration = 2
+	out, err := trimObject(ap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := out.(*istiosecurity.AuthorizationPolicy)
+	if !ok {
+		t.Fatalf("trimmed into %T", out)
+	}
+	if got.Generation != 2 || got.Annotations != nil || got.ManagedFields != nil || got.Status.ObservedGeneration != 0 ||
+		got.Spec.GetRules()[0].GetTo()[0].GetOperation().GetPaths()[0] != "/web/*" {
+		t.Errorf("trimmed AuthorizationPolicy: %+v %v", got.ObjectMeta, got.Spec.GetRules())
 	}
 }

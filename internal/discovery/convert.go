@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
+	istiosecurity "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -329,6 +330,21 @@ func ServiceEntryFromKube(se *istionetworking.ServiceEntry) *model.ServiceEntry 
 // SidecarFromKube converts a Sidecar; its spec is a copy.
 func SidecarFromKube(sc *istionetworking.Sidecar) *model.Sidecar {
 	return &model.Sidecar{Meta: configMeta(&sc.ObjectMeta), Spec: proto.CloneOf(&sc.Spec)}
+}
+
+// PeerAuthenticationFromKube converts a PeerAuthentication; its spec is a copy.
+func PeerAuthenticationFromKube(pa *istiosecurity.PeerAuthentication) *model.PeerAuthentication {
+	return &model.PeerAuthentication{Meta: configMeta(&pa.ObjectMeta), Spec: proto.CloneOf(&pa.Spec)}
+}
+
+// AuthorizationPolicyFromKube converts an AuthorizationPolicy; its spec is a copy.
+func AuthorizationPolicyFromKube(ap *istiosecurity.AuthorizationPolicy) *model.AuthorizationPolicy {
+	return &model.AuthorizationPolicy{Meta: configMeta(&ap.ObjectMeta), Spec: proto.CloneOf(&ap.Spec)}
+}
+
+// RequestAuthenticationFromKube converts a RequestAuthentication; its spec is a copy.
+func RequestAuthenticationFromKube(ra *istiosecurity.RequestAuthentication) *model.RequestAuthentication {
+	return &model.RequestAuthentication{Meta: configMeta(&ra.ObjectMeta), Spec: proto.CloneOf(&ra.Spec)}
 }
 
 // CACertKey is the key of a TLS Secret's optional CA bundle, which a MUTUAL

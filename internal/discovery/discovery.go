@@ -13,10 +13,11 @@
 //     selector matches contribute Services and Workloads;
 //   - Nodes (metadata only) → localities;
 //   - networking.istio.io VirtualServices, DestinationRules, Gateways,
-//     ServiceEntries and Sidecars (read as v1) of namespaces in scope → the
-//     World's Config. When their CRDs are not installed discovery runs
-//     without them and looks again every ConfigRetryInterval, so installing
-//     Istio's CRDs later needs no restart;
+//     ServiceEntries and Sidecars, and security.istio.io PeerAuthentications,
+//     AuthorizationPolicies and RequestAuthentications (all read as v1) of
+//     namespaces in scope → the World's Config. When a kind's CRD is not
+//     installed discovery runs without it and looks again every
+//     ConfigRetryInterval, so installing Istio's CRDs later needs no restart;
 //   - Secrets of type kubernetes.io/tls of namespaces in scope → the Config's
 //     Credentials, for gateways' credentialName: tls.crt, tls.key and the
 //     optional ca.crt (client CA of MUTUAL servers). Only that type is read,
@@ -26,14 +27,15 @@
 //     cache.
 //
 // The conversions are pure functions (ServiceFromKube, EndpointsFromSlice,
-// PodFromKube, BuildEndpoint, VirtualServiceFromKube, CredentialFromSecret,
-// ...); BuildWorld applies them to a fixed set of objects, for tests and
-// fixtures.
+// PodFromKube, BuildEndpoint, VirtualServiceFromKube,
+// PeerAuthenticationFromKube, CredentialFromSecret, ...); BuildWorld applies
+// them to a fixed set of objects, for tests and fixtures.
 //
 // meshd needs get, list and watch on services, endpointslices
-// (discovery.k8s.io), pods, namespaces, nodes and secrets, and on
+// (discovery.k8s.io), pods, namespaces, nodes and secrets, on
 // virtualservices, destinationrules, gateways, serviceentries and sidecars
-// (networking.istio.io), cluster-wide. RBAC cannot narrow secrets by type;
+// (networking.istio.io), and on peerauthentications, authorizationpolicies
+// and requestauthentications (security.istio.io), cluster-wide. RBAC cannot narrow secrets by type;
 // the field selector keeps other Secrets out of meshd's memory, not out of
 // its permissions.
 package discovery
@@ -50,6 +52,7 @@ import (
 	"github.com/go-logr/logr"
 	"google.golang.org/protobuf/proto"
 	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
+	istiosecurity "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -77,8 +80,8 @@ type Options struct {
 	DiscoverySelectors []metav1.LabelSelector
 	// Logger; discarded when unset.
 	Logger logr.Logger
-	// ConfigRetryInterval is how often discovery looks again for the
-	// networking.istio.io CRDs while they are not installed;
+	// ConfigRetryInterval is how often discovery looks again for Istio's
+	// config CRDs while they are not installed;
 	// DefaultConfigRetryInterval when zero.
 	ConfigRetryInterval time.Duration
 }
@@ -125,6 +128,9 @@ func New(cfg *rest.Config, opts Options) (*Discovery, error) {
 		return nil, err
 	}
 	if err := istionetworking.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := istiosecurity.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
 	hasService, err := labels.NewRequirement(discoveryv1.LabelServiceName, selection.Exists, nil)
@@ -184,7 +190,7 @@ func New(cfg *rest.Config, opts Options) (*Discovery, error) {
 		for i, w := range d.missingConfig {
 			kinds[i] = w.kind
 		}
-		d.log.Info("Istio networking API not served (CRDs not installed); running without that configuration until it is",
+		d.log.Info("Istio config API not served (CRDs not installed); running without that configuration until it is",
 			"kinds", kinds, "retryInterval", d.retryInterval)
 	}
 	return d, nil
@@ -246,6 +252,9 @@ func configWatches() []watchSpec {
 		{"Gateway", &istionetworking.Gateway{}},
 		{"ServiceEntry", &istionetworking.ServiceEntry{}},
 		{"Sidecar", &istionetworking.Sidecar{}},
+		{"PeerAuthentication", &istiosecurity.PeerAuthentication{}},
+		{"AuthorizationPolicy", &istiosecurity.AuthorizationPolicy{}},
+		{"RequestAuthentication", &istiosecurity.RequestAuthentication{}},
 	}
 	out := make([]watchSpec, len(kinds))
 	for i, k := range kinds {
@@ -455,10 +464,12 @@ func (d *Discovery) SetMesh(mesh model.MeshConfig, selectors []metav1.LabelSelec
 
 // BuildWorld converts a fixed set of objects (*corev1.Service,
 // *discoveryv1.EndpointSlice, *corev1.Pod, *corev1.Namespace, *corev1.Node,
-// *corev1.Secret, and the networking.istio.io/v1 *VirtualService,
-// *DestinationRule, *Gateway, *ServiceEntry and *Sidecar of
-// istio.io/client-go) into a World exactly as Discovery would: Secrets not of
-// type kubernetes.io/tls are accepted and ignored. For tests and fixtures.
+// *corev1.Secret, the networking.istio.io/v1 *VirtualService,
+// *DestinationRule, *Gateway, *ServiceEntry and *Sidecar, and the
+// security.istio.io/v1 *PeerAuthentication, *AuthorizationPolicy and
+// *RequestAuthentication of istio.io/client-go) into a World exactly as
+// Discovery would: Secrets not of type kubernetes.io/tls are accepted and
+// ignored. For tests and fixtures.
 func BuildWorld(opts Options, objs ...runtime.Object) (*model.World, error) {
 	selectors, err := compileSelectors(opts.DiscoverySelectors)
 	if err != nil {
@@ -511,6 +522,15 @@ func trimObject(in any) (any, error) {
 		trimConfig(&o.ObjectMeta, &o.Status)
 		return o, nil
 	case *istionetworking.Sidecar:
+		trimConfig(&o.ObjectMeta, &o.Status)
+		return o, nil
+	case *istiosecurity.PeerAuthentication:
+		trimConfig(&o.ObjectMeta, &o.Status)
+		return o, nil
+	case *istiosecurity.AuthorizationPolicy:
+		trimConfig(&o.ObjectMeta, &o.Status)
+		return o, nil
+	case *istiosecurity.RequestAuthentication:
 		trimConfig(&o.ObjectMeta, &o.Status)
 		return o, nil
 	case *corev1.Secret:

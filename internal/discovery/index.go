@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
+	istiosecurity "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -97,11 +98,14 @@ type index struct {
 	workloadOrder []objKey
 
 	// Istio config of every namespace, by key.
-	virtualServices  configKind[model.VirtualService]
-	destinationRules configKind[model.DestinationRule]
-	gateways         configKind[model.Gateway]
-	serviceEntries   configKind[model.ServiceEntry]
-	sidecars         configKind[model.Sidecar]
+	virtualServices        configKind[model.VirtualService]
+	destinationRules       configKind[model.DestinationRule]
+	gateways               configKind[model.Gateway]
+	serviceEntries         configKind[model.ServiceEntry]
+	sidecars               configKind[model.Sidecar]
+	peerAuthentications    configKind[model.PeerAuthentication]
+	authorizationPolicies  configKind[model.AuthorizationPolicy]
+	requestAuthentications configKind[model.RequestAuthentication]
 	// credentials of TLS Secrets of every namespace, by key.
 	credentials configKind[model.Credential]
 	// config is the in-scope config last built; configDirty means "rebuild
@@ -147,6 +151,15 @@ func newIndex(mesh model.MeshConfig, selectors []labels.Selector) *index {
 			return a.Meta == b.Meta && proto.Equal(a.Spec, b.Spec)
 		}),
 		sidecars: newConfigKind(func(a, b *model.Sidecar) bool {
+			return a.Meta == b.Meta && proto.Equal(a.Spec, b.Spec)
+		}),
+		peerAuthentications: newConfigKind(func(a, b *model.PeerAuthentication) bool {
+			return a.Meta == b.Meta && proto.Equal(a.Spec, b.Spec)
+		}),
+		authorizationPolicies: newConfigKind(func(a, b *model.AuthorizationPolicy) bool {
+			return a.Meta == b.Meta && proto.Equal(a.Spec, b.Spec)
+		}),
+		requestAuthentications: newConfigKind(func(a, b *model.RequestAuthentication) bool {
 			return a.Meta == b.Meta && proto.Equal(a.Spec, b.Spec)
 		}),
 		credentials: newConfigKind(func(a, b *model.Credential) bool {
@@ -500,6 +513,12 @@ func (x *index) upsertConfig(obj runtime.Object) bool {
 		x.configChanged(o.Namespace, x.serviceEntries.put(objKey{o.Namespace, o.Name}, ServiceEntryFromKube(o)))
 	case *istionetworking.Sidecar:
 		x.configChanged(o.Namespace, x.sidecars.put(objKey{o.Namespace, o.Name}, SidecarFromKube(o)))
+	case *istiosecurity.PeerAuthentication:
+		x.configChanged(o.Namespace, x.peerAuthentications.put(objKey{o.Namespace, o.Name}, PeerAuthenticationFromKube(o)))
+	case *istiosecurity.AuthorizationPolicy:
+		x.configChanged(o.Namespace, x.authorizationPolicies.put(objKey{o.Namespace, o.Name}, AuthorizationPolicyFromKube(o)))
+	case *istiosecurity.RequestAuthentication:
+		x.configChanged(o.Namespace, x.requestAuthentications.put(objKey{o.Namespace, o.Name}, RequestAuthenticationFromKube(o)))
 	default:
 		return false
 	}
@@ -520,6 +539,12 @@ func (x *index) deleteConfig(obj runtime.Object, k objKey) {
 		changed = x.serviceEntries.remove(k)
 	case *istionetworking.Sidecar:
 		changed = x.sidecars.remove(k)
+	case *istiosecurity.PeerAuthentication:
+		changed = x.peerAuthentications.remove(k)
+	case *istiosecurity.AuthorizationPolicy:
+		changed = x.authorizationPolicies.remove(k)
+	case *istiosecurity.RequestAuthentication:
+		changed = x.requestAuthentications.remove(k)
 	}
 	x.configChanged(k.ns, changed)
 }
@@ -677,7 +702,12 @@ func (x *index) build() *model.World {
 			Gateways:         x.gateways.inScope(x.scoped),
 			ServiceEntries:   x.serviceEntries.inScope(x.scoped),
 			Sidecars:         x.sidecars.inScope(x.scoped),
-			Credentials:      x.config.Credentials,
+
+			PeerAuthentications:    x.peerAuthentications.inScope(x.scoped),
+			AuthorizationPolicies:  x.authorizationPolicies.inScope(x.scoped),
+			RequestAuthentications: x.requestAuthentications.inScope(x.scoped),
+
+			Credentials: x.config.Credentials,
 		}
 		x.configDirty = false
 	}

@@ -13,7 +13,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1"
+	security "istio.io/api/security/v1beta1"
+	istiotype "istio.io/api/type/v1beta1"
 	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
+	istiosecurity "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -64,6 +67,15 @@ func dumpConfig(t testing.TB, c *model.Config) []string {
 	for _, o := range c.Sidecars {
 		add("Sidecar", o.Meta, o.Spec)
 	}
+	for _, o := range c.PeerAuthentications {
+		add("PeerAuthentication", o.Meta, o.Spec)
+	}
+	for _, o := range c.AuthorizationPolicies {
+		add("AuthorizationPolicy", o.Meta, o.Spec)
+	}
+	for _, o := range c.RequestAuthentications {
+		add("RequestAuthentication", o.Meta, o.Spec)
+	}
 	for _, k := range slices.Sorted(maps.Keys(c.Credentials)) {
 		o := c.Credentials[k]
 		out = append(out, fmt.Sprintf("Credential %s %+v cert=%q key=%q ca=%q", k, o.Meta, o.Cert, o.Key, o.CA))
@@ -84,6 +96,34 @@ func testDestinationRule(ns, name, host string, gen int64) *istionetworking.Dest
 	dr.Spec.Host = host
 	dr.Spec.Subsets = []*networking.Subset{{Name: "v1", Labels: map[string]string{"version": "v1"}}}
 	return dr
+}
+
+func testPeerAuthentication(ns, name, app string, gen int64) *istiosecurity.PeerAuthentication {
+	pa := &istiosecurity.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Generation: gen}}
+	pa.Spec.Mtls = &security.PeerAuthentication_MutualTLS{Mode: security.PeerAuthentication_MutualTLS_STRICT}
+	if app != "" {
+		pa.Spec.Selector = &istiotype.WorkloadSelector{MatchLabels: map[string]string{"app": app}}
+		pa.Spec.PortLevelMtls = map[uint32]*security.PeerAuthentication_MutualTLS{
+			8080: {Mode: security.PeerAuthentication_MutualTLS_PERMISSIVE},
+		}
+	}
+	return pa
+}
+
+func testAuthorizationPolicy(ns, name, app string, gen int64) *istiosecurity.AuthorizationPolicy {
+	ap := &istiosecurity.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Generation: gen}}
+	ap.Spec.Selector = &istiotype.WorkloadSelector{MatchLabels: map[string]string{"app": app}}
+	ap.Spec.Rules = []*security.Rule{{
+		From: []*security.Rule_From{{Source: &security.Source{Principals: []string{"cluster.local/ns/" + ns + "/sa/client"}}}},
+		To:   []*security.Rule_To{{Operation: &security.Operation{Methods: []string{"GET"}, Paths: []string{"/" + app + "/*"}}}},
+	}}
+	return ap
+}
+
+func testRequestAuthentication(ns, name, issuer string, gen int64) *istiosecurity.RequestAuthentication {
+	ra := &istiosecurity.RequestAuthentication{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Generation: gen}}
+	ra.Spec.JwtRules = []*security.JWTRule{{Issuer: issuer, JwksUri: issuer + "/jwks.json"}}
+	return ra
 }
 
 func testService(ns, name, ip string) *corev1.Service {
@@ -215,7 +255,16 @@ func (u *universe) step() {
 		name := fmt.Sprintf("c%d", r.IntN(2))
 		host := fmt.Sprintf("s%d", r.IntN(3))
 		gen := int64(1 + r.IntN(2))
-		switch r.IntN(6) {
+		switch r.IntN(9) {
+		case 6:
+			key = "pa/" + ns + "/" + name
+			obj = testPeerAuthentication(ns, name, host, gen)
+		case 7:
+			key = "ap/" + ns + "/" + name
+			obj = testAuthorizationPolicy(ns, name, host, gen)
+		case 8:
+			key = "ra/" + ns + "/" + name
+			obj = testRequestAuthentication(ns, name, "https://"+host+".example.com", gen)
 		case 0, 1:
 			key = "vs/" + ns + "/" + name
 			obj = testVirtualService(ns, name, host, gen)
@@ -305,6 +354,12 @@ func metaOf(o runtime.Object) (*metav1.ObjectMeta, bool) {
 		return &o.ObjectMeta, true
 	case *istionetworking.ServiceEntry:
 		return &o.ObjectMeta, true
+	case *istiosecurity.PeerAuthentication:
+		return &o.ObjectMeta, true
+	case *istiosecurity.AuthorizationPolicy:
+		return &o.ObjectMeta, true
+	case *istiosecurity.RequestAuthentication:
+		return &o.ObjectMeta, true
 	}
 	return nil, false
 }
@@ -316,7 +371,7 @@ func metaOf(o runtime.Object) (*metav1.ObjectMeta, bool) {
 // touched no config, namespace or selector share their config objects.
 func TestIncrementalMatchesFullBuild(t *testing.T) {
 	mesh := model.MeshConfig{TrustDomain: "td"}
-	worldsWithConfig, worldsWithCredentials := 0, 0
+	worldsWithConfig, worldsWithPolicies, worldsWithCredentials := 0, 0, 0
 	for seed := range uint64(40) {
 		u := &universe{
 			rnd:     rand.New(rand.NewPCG(seed, 7)),
@@ -367,6 +422,9 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 			if len(got.Config.VirtualServices)+len(got.Config.DestinationRules)+len(got.Config.ServiceEntries) > 0 {
 				worldsWithConfig++
 			}
+			if len(got.Config.PeerAuthentications) > 0 && len(got.Config.AuthorizationPolicies) > 0 && len(got.Config.RequestAuthentications) > 0 {
+				worldsWithPolicies++
+			}
 			if len(got.Config.Credentials) > 0 {
 				worldsWithCredentials++
 			}
@@ -383,8 +441,9 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 			t.Fatalf("seed %d: no pair of builds without a config event; the sharing check never ran", seed)
 		}
 	}
-	if worldsWithConfig == 0 || worldsWithCredentials == 0 {
-		t.Fatalf("%d Worlds had config in them, %d credentials; the comparison must cover both", worldsWithConfig, worldsWithCredentials)
+	if worldsWithConfig == 0 || worldsWithPolicies == 0 || worldsWithCredentials == 0 {
+		t.Fatalf("%d Worlds had config in them, %d every security kind, %d credentials; the comparison must cover them all",
+			worldsWithConfig, worldsWithPolicies, worldsWithCredentials)
 	}
 }
 
@@ -633,6 +692,75 @@ func TestConfigIntake(t *testing.T) {
 	}
 }
 
+// TestSecurityConfigIntake: the security.istio.io kinds enter the World like
+// the networking ones: in scope only, as copies, sorted, a pointer kept while
+// unchanged, gone when deleted.
+func TestSecurityConfigIntake(t *testing.T) {
+	sel, _ := compileSelectors(meshSelector)
+	x := newIndex(model.MeshConfig{}, sel)
+	x.upsertNamespace(&testNamespace("in", map[string]string{"mesh": "on"}).ObjectMeta)
+	x.upsertNamespace(&testNamespace("out", nil).ObjectMeta)
+	pa := testPeerAuthentication("in", "web", "web", 1)
+	ap := testAuthorizationPolicy("in", "web", "web", 1)
+	ra := testRequestAuthentication("in", "web", "https://issuer.example.com", 1)
+	for _, o := range []runtime.Object{
+		pa, ap, ra, testPeerAuthentication("in", "default", "", 1),
+		testPeerAuthentication("out", "web", "web", 1), testAuthorizationPolicy("out", "web", "web", 1),
+		testRequestAuthentication("out", "web", "https://issuer.example.com", 1),
+	} {
+		if !x.upsertConfig(o) {
+			t.Fatalf("%T not taken as config", o)
+		}
+	}
+	w1 := x.build()
+	c := w1.Config
+	if len(c.PeerAuthentications) != 2 || c.PeerAuthentications[0].Key() != "in/default" || c.PeerAuthentications[1].Key() != "in/web" ||
+		len(c.AuthorizationPolicies) != 1 || len(c.RequestAuthentications) != 1 {
+		t.Fatalf("security config in scope:\n%s", dumpConfig(t, &c))
+	}
+	if !proto.Equal(c.PeerAuthentications[1].Spec, &pa.Spec) || !proto.Equal(c.AuthorizationPolicies[0].Spec, &ap.Spec) ||
+		!proto.Equal(c.RequestAuthentications[0].Spec, &ra.Spec) || c.AuthorizationPolicies[0].Generation != 1 {
+		t.Fatalf("specs differ from the objects':\n%s", dumpConfig(t, &c))
+	}
+
+	// Copies: changing the input afterwards changes nothing.
+	pa.Spec.PortLevelMtls[8080].Mode = 0
+	ap.Spec.Rules[0].To[0].Operation.Paths[0] = "/mutated"
+	ra.Spec.JwtRules[0].Issuer = "mutated"
+	if c.PeerAuthentications[1].Spec.GetPortLevelMtls()[8080].GetMode().String() != "PERMISSIVE" ||
+		c.AuthorizationPolicies[0].Spec.GetRules()[0].GetTo()[0].GetOperation().GetPaths()[0] != "/web/*" ||
+		c.RequestAuthentications[0].Spec.GetJwtRules()[0].GetIssuer() != "https://issuer.example.com" {
+		t.Errorf("the model changed with its input:\n%s", dumpConfig(t, &c))
+	}
+
+	// An unchanged object makes no new World; a changed one replaces only itself.
+	x.upsertConfig(testAuthorizationPolicy("in", "web", "web", 1))
+	if x.build() != w1 {
+		t.Fatal("an unchanged AuthorizationPolicy made a new World")
+	}
+	x.upsertConfig(testAuthorizationPolicy("in", "web", "api", 2))
+	w2 := x.build()
+	if w2.Config.AuthorizationPolicies[0] == c.AuthorizationPolicies[0] || w2.Config.AuthorizationPolicies[0].Generation != 2 {
+		t.Errorf("AuthorizationPolicy after its update: %s", dumpConfig(t, &w2.Config))
+	}
+	if !slices.Equal(w2.Config.PeerAuthentications, c.PeerAuthentications) || !slices.Equal(w2.Config.RequestAuthentications, c.RequestAuthentications) {
+		t.Error("unchanged policies got new pointers")
+	}
+
+	// Out of scope: no new World. Deleted: gone.
+	x.upsertConfig(testRequestAuthentication("out", "web", "https://other.example.com", 2))
+	if x.build() != w2 {
+		t.Error("an out-of-scope change made a new World")
+	}
+	x.deleteConfig(&istiosecurity.PeerAuthentication{}, objKey{"in", "default"})
+	x.deleteConfig(&istiosecurity.AuthorizationPolicy{}, objKey{"in", "web"})
+	x.deleteConfig(&istiosecurity.RequestAuthentication{}, objKey{"in", "web"})
+	w3 := x.build()
+	if len(w3.Config.PeerAuthentications) != 1 || len(w3.Config.AuthorizationPolicies) != 0 || len(w3.Config.RequestAuthentications) != 0 {
+		t.Errorf("after the deletes:\n%s", dumpConfig(t, &w3.Config))
+	}
+}
+
 func TestBuildWorldWithConfig(t *testing.T) {
 	se := &istionetworking.ServiceEntry{ObjectMeta: metav1.ObjectMeta{Name: "ext", Namespace: "b",
 		CreationTimestamp: metav1.Unix(1700000000, 0)}}
@@ -643,7 +771,9 @@ func TestBuildWorldWithConfig(t *testing.T) {
 	sc.Spec.Egress = []*networking.IstioEgressListener{{Hosts: []string{"./*"}}}
 	w, err := BuildWorld(Options{}, testService("a", "web", "10.96.0.1"),
 		testVirtualService("b", "web", "web.a.svc.cluster.local", 3), testVirtualService("a", "web", "web", 1),
-		testDestinationRule("a", "web", "web", 1), se, gw, sc)
+		testDestinationRule("a", "web", "web", 1), se, gw, sc,
+		testPeerAuthentication("b", "default", "", 1), testPeerAuthentication("a", "web", "web", 2),
+		testAuthorizationPolicy("a", "web", "web", 1), testRequestAuthentication("a", "web", "https://issuer.example.com", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -660,6 +790,10 @@ func TestBuildWorldWithConfig(t *testing.T) {
 	}
 	if !proto.Equal(c.Gateways[0].Spec, &gw.Spec) || !proto.Equal(c.Sidecars[0].Spec, &sc.Spec) || !proto.Equal(c.ServiceEntries[0].Spec, &se.Spec) {
 		t.Errorf("specs: %s", dumpConfig(t, &c))
+	}
+	if len(c.PeerAuthentications) != 2 || c.PeerAuthentications[0].Key() != "a/web" || c.PeerAuthentications[0].Generation != 2 ||
+		c.PeerAuthentications[1].Key() != "b/default" || len(c.AuthorizationPolicies) != 1 || len(c.RequestAuthentications) != 1 {
+		t.Errorf("security config, sorted by namespace: %s", dumpConfig(t, &c))
 	}
 }
 

@@ -17,27 +17,37 @@ import (
 const stdinName = "-"
 
 type analyzeOptions struct {
-	files     []string
-	output    string
-	namespace string
-	listCodes bool
+	files         []string
+	output        string
+	namespace     string
+	rootNamespace string
+	listCodes     bool
 }
+
+// defaultRootNamespace is meshd's namespace when the MeshControlPlane names none: the mesh's
+// root namespace, as Istio's is istiod's.
+const defaultRootNamespace = "meshplane-system"
 
 func newAnalyzeCommand() *cobra.Command {
 	var o analyzeOptions
 	cmd := &cobra.Command{
 		Use:   "analyze -f FILE_OR_DIR [-f ...]",
-		Short: "Find mistakes in Istio networking configuration",
+		Short: "Find mistakes in Istio networking and security configuration",
 		Long: `analyze reads YAML and JSON files (directories recursively: *.yaml, *.yml, *.json; "-" is
 standard input) and reports, one line per finding:
 
   file:line  Severity  Code  Kind namespace/name  field.path: message
 
   - what the API server and an admission webhook would reject in each object on its own
-    (unknown fields, invalid hosts, weights, regexes, durations, ports, conflicting fields);
+    (unknown fields, invalid hosts, weights, regexes, durations, ports, conflicting fields;
+    for PeerAuthentication, AuthorizationPolicy and RequestAuthentication also selectors,
+    rules, conditions, path templates, JWKS and their URIs), and what Istio accepts but
+    rarely means (an ALLOW policy without rules, a "*" in the middle of a value);
   - what only shows when the objects are seen together: route destinations that match no
     Service or ServiceEntry, subsets no DestinationRule defines, Gateways that do not exist,
-    VirtualServices competing for a host, subsets that select none of a Service's workloads.
+    VirtualServices competing for a host, subsets that select none of a Service's workloads,
+    PeerAuthentications of which Istio applies only the oldest (PeerAuthentications without a
+    selector in --root-namespace are mesh-wide).
 
 Only the objects given are known: include the Services, Gateways and DestinationRules your
 routes refer to. Findings are sorted by file and line. Exit code: 0 when there is no error
@@ -54,6 +64,8 @@ are wrong. --list-codes explains every code.`,
 	cmd.Flags().StringArrayVarP(&o.files, "filename", "f", nil, `file or directory to analyze, or "-" for standard input (repeatable)`)
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().StringVarP(&o.namespace, "namespace", "n", "default", "namespace of objects that do not name one")
+	cmd.Flags().StringVar(&o.rootNamespace, "root-namespace", defaultRootNamespace,
+		"the mesh's root namespace (meshd's namespace), whose policies without a selector apply mesh-wide")
 	cmd.Flags().BoolVar(&o.listCodes, "list-codes", false, "list every finding code with its meaning, and exit")
 	return cmd
 }
@@ -72,7 +84,7 @@ func (o *analyzeOptions) run(stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	findings := validation.Check(loaded)
+	findings := validation.CheckWith(loaded, validation.Options{RootNamespace: o.rootNamespace})
 	if o.output == "json" {
 		err = writeJSON(stdout, findings)
 	} else {

@@ -71,17 +71,26 @@ func TestAnalyzeReportsEveryProblemInTheBrokenExamples(t *testing.T) {
 }
 
 func TestAnalyzeAcceptsTheKnownGoodConfiguration(t *testing.T) {
-	root := filepath.Join("..", "istio", "validation", "testdata", "knowngood")
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, entry := range entries {
-		if !entry.IsDir() || entry.Name() == "platform" {
-			continue
+	testdata := filepath.Join("..", "istio", "validation", "testdata")
+	platform := filepath.Join(testdata, "knowngood", "platform")
+	var tasks []string
+	for _, root := range []string{filepath.Join(testdata, "knowngood"), filepath.Join(testdata, "knowngood-security")} {
+		entries, err := os.ReadDir(root)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Run(entry.Name(), func(t *testing.T) {
-			code, stdout, stderr := run(t, "", "analyze", "-f", filepath.Join(root, "platform"), "-f", filepath.Join(root, entry.Name()))
+		for _, entry := range entries {
+			if entry.IsDir() && entry.Name() != "platform" {
+				tasks = append(tasks, filepath.Join(root, entry.Name()))
+			}
+		}
+	}
+	if len(tasks) < 12 {
+		t.Fatalf("found %d known-good tasks, want the 7 traffic and 5 security ones", len(tasks))
+	}
+	for _, task := range tasks {
+		t.Run(filepath.Base(task), func(t *testing.T) {
+			code, stdout, stderr := run(t, "", "analyze", "-f", platform, "-f", task)
 			if code != ExitOK || stdout != "" {
 				t.Errorf("exit code %d, output:\n%s%s", code, stdout, stderr)
 			}
@@ -135,6 +144,47 @@ spec:
 	want := "-:8  Error  MP0102  DestinationRule shop/cart  spec.subsets[0].name: every subset needs a name; routes refer to subsets by name\n"
 	if code != ExitFindings || stdout != want {
 		t.Errorf("exit code %d, output:\n%s\nwant:\n%s", code, stdout, want)
+	}
+}
+
+// TestAnalyzeSecurityPolicies: the security kinds are checked like the networking ones, and
+// --root-namespace says which namespace's policies are mesh-wide.
+func TestAnalyzeSecurityPolicies(t *testing.T) {
+	input := `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata: {name: permissive, namespace: istio-system}
+spec: {mtls: {mode: PERMISSIVE}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext-authz}
+spec:
+  action: CUSTOM
+  rules: [{}]
+`
+	code, stdout, stderr := run(t, input, "analyze", "-n", "shop", "--root-namespace", "istio-system", "-f", "-")
+	want := []string{
+		"-:6  Warning  MP1006  PeerAuthentication istio-system/permissive  PeerAuthentication istio-system/default (-:1) " +
+			"is the oldest mesh-wide PeerAuthentication (root namespace istio-system), so Istio applies it and ignores this one; merge them into one",
+		"-:14  Error  MP0102  AuthorizationPolicy shop/ext-authz  spec.provider.name: a CUSTOM policy needs the name of the " +
+			"extension provider (meshConfig.extensionProviders) that decides",
+	}
+	if code != ExitFindings || stdout != strings.Join(want, "\n")+"\n" {
+		t.Errorf("exit code %d, output:\n%s\nwant:\n%s", code, stdout, strings.Join(want, "\n"))
+	}
+	if !strings.Contains(stderr, "1 error and 1 warning in 3 objects.") {
+		t.Errorf("summary on stderr = %q", stderr)
+	}
+
+	// By default the root namespace is meshd's default namespace.
+	_, stdout, _ = run(t, input, "analyze", "-f", "-")
+	if !strings.Contains(stdout, "is the oldest namespace-wide PeerAuthentication of namespace istio-system") {
+		t.Errorf("with the default root namespace:\n%s", stdout)
 	}
 }
 

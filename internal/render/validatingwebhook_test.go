@@ -1,6 +1,7 @@
 package render
 
 import (
+	"maps"
 	"slices"
 	"testing"
 
@@ -49,12 +50,20 @@ func TestValidatingWebhookCallsMeshd(t *testing.T) {
 			t.Errorf("%s: admissionReviewVersions %v, want [v1]", name, h.AdmissionReviewVersions)
 		case h.NamespaceSelector != nil || h.ObjectSelector != nil:
 			t.Errorf("%s: selectors %v %v, want none: Istio config anywhere is validated", name, h.NamespaceSelector, h.ObjectSelector)
-		case len(h.Rules) != 1 ||
-			!slices.Equal(h.Rules[0].Operations, []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}) ||
-			!slices.Equal(h.Rules[0].APIGroups, []string{"networking.istio.io"}) ||
-			!slices.Equal(h.Rules[0].APIVersions, []string{"*"}) ||
-			!slices.Equal(h.Rules[0].Resources, webhook.ValidatedResources()):
-			t.Errorf("%s: rules %+v, want CREATE and UPDATE of networking.istio.io %v in every version", name, h.Rules, webhook.ValidatedResources())
+		}
+		// One rule per group meshd validates, with exactly its resources, in every version.
+		validated := webhook.ValidatedResources()
+		groups := slices.Sorted(maps.Keys(validated))
+		if !slices.Equal(groups, []string{"networking.istio.io", "security.istio.io"}) || len(h.Rules) != len(groups) {
+			t.Errorf("%s: rules %+v, want one for each of %v", name, h.Rules, groups)
+		}
+		for i, rule := range h.Rules[:min(len(h.Rules), len(groups))] {
+			if !slices.Equal(rule.Operations, []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}) ||
+				!slices.Equal(rule.APIGroups, []string{groups[i]}) ||
+				!slices.Equal(rule.APIVersions, []string{"*"}) ||
+				!slices.Equal(rule.Resources, validated[groups[i]]) {
+				t.Errorf("%s: rule %d %+v, want CREATE and UPDATE of %s %v in every version", name, i, rule, groups[i], validated[groups[i]])
+			}
 		}
 
 		args := typedDeployment(t, find(t, objs, "Deployment", tc.meshd)).Spec.Template.Spec.Containers[0].Args

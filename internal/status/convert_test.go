@@ -3,11 +3,14 @@ package status
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1"
+	security "istio.io/api/security/v1beta1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshplane/meshplane/internal/istio/validation"
@@ -138,5 +141,73 @@ func TestAnalysisOfWorld(t *testing.T) {
 	want := []string{"MP1001 VirtualService shop/web-broken spec.http[0].route[0].destination.subset"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("findings %q, want %q", got, want)
+	}
+}
+
+// securityWorld has, in the root namespace mesh-root, two mesh-wide PeerAuthentications (strict
+// is older, so permissive is ignored), and in shop an AuthorizationPolicy and a
+// RequestAuthentication.
+func securityWorld() *model.World {
+	return model.NewWorldWithConfig(model.MeshConfig{RootNamespace: "mesh-root"}, nil, nil, model.Config{
+		PeerAuthentications: []*model.PeerAuthentication{
+			{
+				Meta: model.Meta{Name: "permissive", Namespace: "mesh-root", Generation: 2, CreationUnix: 1700000100},
+				Spec: &security.PeerAuthentication{Mtls: &security.PeerAuthentication_MutualTLS{Mode: security.PeerAuthentication_MutualTLS_PERMISSIVE}},
+			},
+			{
+				Meta: model.Meta{Name: "strict", Namespace: "mesh-root", Generation: 1, CreationUnix: 1700000000},
+				Spec: &security.PeerAuthentication{Mtls: &security.PeerAuthentication_MutualTLS{Mode: security.PeerAuthentication_MutualTLS_STRICT}},
+			},
+		},
+		AuthorizationPolicies: []*model.AuthorizationPolicy{{
+			Meta: model.Meta{Name: "viewer", Namespace: "shop", Generation: 4},
+			Spec: &security.AuthorizationPolicy{Rules: []*security.Rule{{To: []*security.Rule_To{{
+				Operation: &security.Operation{Methods: []string{"GET"}},
+			}}}}},
+		}},
+		RequestAuthentications: []*model.RequestAuthentication{{
+			Meta: model.Meta{Name: "jwt", Namespace: "shop", Generation: 1},
+			Spec: &security.RequestAuthentication{JwtRules: []*security.JWTRule{{
+				Issuer: "https://issuer.example.com", JwksUri: "https://issuer.example.com/jwks",
+			}}},
+		}},
+	})
+}
+
+// TestAnalysisOfSecurityPolicies: the security kinds reach the analyzer as security.istio.io/v1
+// objects with their specs and creation times, and the World's root namespace names the ignored
+// PeerAuthentication mesh-wide.
+func TestAnalysisOfSecurityPolicies(t *testing.T) {
+	world := securityWorld()
+	objects := analysisInput(world)
+	var got []string
+	for _, o := range objects {
+		created := "none"
+		if ts := o.Object.GetCreationTimestamp(); !ts.IsZero() {
+			created = fmt.Sprint(ts.Unix())
+		}
+		got = append(got, fmt.Sprintf("%s %s %s/%s gen=%d created=%s", o.APIVersion, o.Kind, o.Namespace(), o.Name(),
+			o.Object.GetGeneration(), created))
+	}
+	want := []string{
+		"security.istio.io/v1 PeerAuthentication mesh-root/permissive gen=2 created=1700000100",
+		"security.istio.io/v1 PeerAuthentication mesh-root/strict gen=1 created=1700000000",
+		"security.istio.io/v1 AuthorizationPolicy shop/viewer gen=4 created=none",
+		"security.istio.io/v1 RequestAuthentication shop/jwt gen=1 created=none",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("objects:\n%q\nwant\n%q", got, want)
+	}
+	if ap := objects[2].Object.(*securityv1.AuthorizationPolicy); !proto.Equal(&ap.Spec, world.Config.AuthorizationPolicies[0].Spec) {
+		t.Errorf("AuthorizationPolicy spec %v", &ap.Spec)
+	}
+	if ra := objects[3].Object.(*securityv1.RequestAuthentication); !proto.Equal(&ra.Spec, world.Config.RequestAuthentications[0].Spec) {
+		t.Errorf("RequestAuthentication spec %v", &ra.Spec)
+	}
+
+	findings := validation.AnalyzeWith(objects, validation.Options{RootNamespace: world.Mesh.RootNamespace})
+	if len(findings) != 1 || findings[0].Code != validation.CodeConflictingPeerAuthentications || findings[0].Name != "permissive" ||
+		!strings.Contains(findings[0].Message, "PeerAuthentication mesh-root/strict is the oldest mesh-wide PeerAuthentication") {
+		t.Fatalf("findings: %+v", findings)
 	}
 }

@@ -82,7 +82,8 @@ type wanted struct {
 // findings; findings about other objects are ignored.
 func wantedReports(world *model.World, findings []validation.Finding) map[objectKey]*wanted {
 	c := &world.Config
-	out := make(map[objectKey]*wanted, len(c.VirtualServices)+len(c.DestinationRules)+len(c.Gateways)+len(c.ServiceEntries)+len(c.Sidecars))
+	out := make(map[objectKey]*wanted, len(c.VirtualServices)+len(c.DestinationRules)+len(c.Gateways)+len(c.ServiceEntries)+
+		len(c.Sidecars)+len(c.PeerAuthentications)+len(c.AuthorizationPolicies)+len(c.RequestAuthentications))
 	add := func(kind string, meta model.Meta) {
 		out[objectKey{kind, meta.Namespace, meta.Name}] = &wanted{
 			creation: meta.CreationUnix,
@@ -103,6 +104,15 @@ func wantedReports(world *model.World, findings []validation.Finding) map[object
 	}
 	for _, o := range c.Sidecars {
 		add(config.KindSidecar, o.Meta)
+	}
+	for _, o := range c.PeerAuthentications {
+		add(config.KindPeerAuthentication, o.Meta)
+	}
+	for _, o := range c.AuthorizationPolicies {
+		add(config.KindAuthorizationPolicy, o.Meta)
+	}
+	for _, o := range c.RequestAuthentications {
+		add(config.KindRequestAuthentication, o.Meta)
 	}
 	for _, f := range findings {
 		if w := out[objectKey{f.Kind, f.Namespace, f.Name}]; w != nil {

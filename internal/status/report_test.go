@@ -67,6 +67,39 @@ func TestWantedReports(t *testing.T) {
 	}
 }
 
+// TestWantedReportsOfSecurityPolicies: every security policy gets a report; the ignored
+// PeerAuthentication is served (its sibling applies), with the warning in its messages.
+func TestWantedReportsOfSecurityPolicies(t *testing.T) {
+	world := securityWorld()
+	findings := validation.AnalyzeWith(analysisInput(world), validation.Options{RootNamespace: world.Mesh.RootNamespace})
+	wants := wantedReports(world, findings)
+	if len(wants) != 4 {
+		t.Fatalf("%d reports, want one per policy (4)", len(wants))
+	}
+	ignored := wants[objectKey{"PeerAuthentication", "mesh-root", "permissive"}]
+	if r := ignored.report; r.ObservedGeneration != 2 || r.Reconciled.Status != "True" || r.Reconciled.Reason != ReasonAcceptedWithWarnings ||
+		len(r.Messages) != 1 || r.Messages[0].Code != "MP1006" || r.Messages[0].Name != "ConflictingPeerAuthentications" ||
+		r.Messages[0].Level != "WARNING" {
+		t.Errorf("ignored PeerAuthentication: %+v", r)
+	}
+	if ignored.creation != 1700000100 {
+		t.Errorf("creation %d", ignored.creation)
+	}
+	for _, key := range []objectKey{
+		{"PeerAuthentication", "mesh-root", "strict"},
+		{"AuthorizationPolicy", "shop", "viewer"},
+		{"RequestAuthentication", "shop", "jwt"},
+	} {
+		w := wants[key]
+		if w == nil || w.report.Reconciled.Reason != ReasonAccepted || w.report.Messages != nil {
+			t.Errorf("%s: %+v", key, w)
+		}
+	}
+	if got := wants[objectKey{"AuthorizationPolicy", "shop", "viewer"}].report.Reconciled.ObservedGeneration; got != 4 {
+		t.Errorf("AuthorizationPolicy condition generation %d, want 4", got)
+	}
+}
+
 // applyMergePatch applies a status patch the way the API server does to an object's status: the
 // status is replaced field by field, and null removes a field.
 func applyMergePatch(t *testing.T, object *unstructured.Unstructured, patch []byte) {

@@ -1,10 +1,12 @@
 // Package status tells users, on the Istio objects themselves, what meshd found wrong with them in
 // the context of the whole mesh: a route to a subset no DestinationRule defines, a destination
-// host no Service has, a Gateway that does not exist. The generators already skip such pieces
+// host no Service has, a Gateway that does not exist, a PeerAuthentication Istio ignores because
+// an older one applies at the same level. The generators already skip such pieces
 // and serve the rest; the Reporter makes the skipping visible.
 //
-// For every VirtualService, DestinationRule, Gateway, ServiceEntry and Sidecar in the World it
-// writes the status subresource in Istio's shape (IstioStatus): validationMessages with our codes
+// For every VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar, PeerAuthentication,
+// AuthorizationPolicy and RequestAuthentication in the World it writes the status subresource
+// in Istio's shape (IstioStatus): validationMessages with our codes
 // (internal/istio/validation/codes.go), observedGeneration, and a Reconciled condition, False
 // with the first error's code as reason when pieces are skipped. A finding that appears also
 // becomes a Warning event on the object, once.
@@ -13,7 +15,7 @@
 // and before its first write to an object it compares with the status the object already has,
 // so a restarted meshd rewrites nothing that is still true.
 //
-// It needs, in every namespace in scope: get and list on the five kinds, patch on their status
+// It needs, in every namespace in scope: get and list on the eight kinds, patch on their status
 // subresource, and create on events.k8s.io Events.
 package status
 
@@ -73,15 +75,19 @@ const (
 
 // resources are the Istio kinds whose status the Reporter writes.
 var resources = map[string]schema.GroupVersionResource{
-	config.KindVirtualService:  istioResource("virtualservices"),
-	config.KindDestinationRule: istioResource("destinationrules"),
-	config.KindGateway:         istioResource("gateways"),
-	config.KindServiceEntry:    istioResource("serviceentries"),
-	config.KindSidecar:         istioResource("sidecars"),
+	config.KindVirtualService:  istioResource(config.IstioNetworkingGroup, "virtualservices"),
+	config.KindDestinationRule: istioResource(config.IstioNetworkingGroup, "destinationrules"),
+	config.KindGateway:         istioResource(config.IstioNetworkingGroup, "gateways"),
+	config.KindServiceEntry:    istioResource(config.IstioNetworkingGroup, "serviceentries"),
+	config.KindSidecar:         istioResource(config.IstioNetworkingGroup, "sidecars"),
+
+	config.KindPeerAuthentication:    istioResource(config.IstioSecurityGroup, "peerauthentications"),
+	config.KindAuthorizationPolicy:   istioResource(config.IstioSecurityGroup, "authorizationpolicies"),
+	config.KindRequestAuthentication: istioResource(config.IstioSecurityGroup, "requestauthentications"),
 }
 
-func istioResource(plural string) schema.GroupVersionResource {
-	return schema.GroupVersionResource{Group: config.IstioNetworkingGroup, Version: "v1", Resource: plural}
+func istioResource(group, plural string) schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: group, Version: "v1", Resource: plural}
 }
 
 // Options configure a Reporter.
@@ -269,7 +275,7 @@ func (r *Reporter) reportRounds(ctx context.Context) error {
 
 // report analyses world and writes every status that differs from what its object holds.
 func (r *Reporter) report(ctx context.Context, world *model.World) error {
-	wants := wantedReports(world, validation.Analyze(analysisInput(world)))
+	wants := wantedReports(world, validation.AnalyzeWith(analysisInput(world), validation.Options{RootNamespace: world.Mesh.RootNamespace}))
 	for key := range r.recorded {
 		if _, ok := wants[key]; !ok {
 			delete(r.recorded, key) // deleted, or out of scope: its status is no longer meshd's

@@ -11,8 +11,11 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	metav1alpha1 "istio.io/api/meta/v1alpha1"
 	networking "istio.io/api/networking/v1"
+	security "istio.io/api/security/v1beta1"
 	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
+	istiosecurity "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -89,6 +92,9 @@ func istioClient(t *testing.T, cfg *rest.Config) client.Client {
 	t.Helper()
 	scheme := harness.NewScheme()
 	if err := istionetworking.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := istiosecurity.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
@@ -206,16 +212,21 @@ func statusOf(t *testing.T, c client.Client, ns, name string) (vs *istionetworki
 	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, vs); err != nil {
 		t.Fatal(err)
 	}
+	return vs, summarize(&vs.Status)
+}
+
+// summarize renders an Istio status: generation, Reconciled condition, messages.
+func summarize(status *metav1alpha1.IstioStatus) string {
 	var parts []string
-	for _, cond := range vs.Status.Conditions {
+	for _, cond := range status.Conditions {
 		if cond.Type == ConditionReconciled {
 			parts = append(parts, fmt.Sprintf("%s=%s reason=%s gen=%d", cond.Type, cond.Status, cond.Reason, cond.ObservedGeneration))
 		}
 	}
-	for _, m := range vs.Status.ValidationMessages {
+	for _, m := range status.ValidationMessages {
 		parts = append(parts, m.GetType().GetCode()+" "+m.GetLevel().String())
 	}
-	return vs, fmt.Sprintf("gen=%d %s", vs.Status.ObservedGeneration, strings.Join(parts, " "))
+	return fmt.Sprintf("gen=%d %s", status.ObservedGeneration, strings.Join(parts, " "))
 }
 
 // warnings lists the events meshd recorded about the object named name, oldest first.
@@ -433,5 +444,76 @@ func TestReporterElection(t *testing.T) {
 	eventually(t, "the other replica reports", func() (bool, string) {
 		_, summary := statusOf(t, c, ns, "broken-too")
 		return strings.Contains(summary, "Reconciled=False"), summary
+	})
+}
+
+// TestReporterSecurityPolicies: the security kinds get their status like the networking ones.
+// Of two namespace-wide PeerAuthentications the newer one is ignored by Istio: it reports that
+// as a warning and one Warning event; the policy that applies and the others are Accepted.
+func TestReporterSecurityPolicies(t *testing.T) {
+	cfg := apiServer(t)
+	c := istioClient(t, cfg)
+	const ns = "auth"
+	create(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	strict := &istiosecurity.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}
+	strict.Spec.Mtls = &security.PeerAuthentication_MutualTLS{Mode: security.PeerAuthentication_MutualTLS_STRICT}
+	create(t, c, strict)
+	// Created later, or in the same second and after it by name: the ignored one either way.
+	permissive := &istiosecurity.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "permissive", Namespace: ns}}
+	permissive.Spec.Mtls = &security.PeerAuthentication_MutualTLS{Mode: security.PeerAuthentication_MutualTLS_PERMISSIVE}
+	create(t, c, permissive)
+	policy := &istiosecurity.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "viewer", Namespace: ns}}
+	policy.Spec.Rules = []*security.Rule{{To: []*security.Rule_To{{Operation: &security.Operation{Methods: []string{"GET"}}}}}}
+	create(t, c, policy)
+	jwt := &istiosecurity.RequestAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "jwt", Namespace: ns}}
+	jwt.Spec.JwtRules = []*security.JWTRule{{Issuer: "https://issuer.example.com", JwksUri: "https://issuer.example.com/jwks"}}
+	create(t, c, jwt)
+
+	d := startDiscovery(t, cfg)
+	startReporter(t, cfg, d)
+
+	statusOfPolicy := func(obj client.Object) string {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			t.Fatal(err)
+		}
+		switch o := obj.(type) {
+		case *istiosecurity.PeerAuthentication:
+			return summarize(&o.Status)
+		case *istiosecurity.AuthorizationPolicy:
+			return summarize(&o.Status)
+		case *istiosecurity.RequestAuthentication:
+			return summarize(&o.Status)
+		}
+		return fmt.Sprintf("%T", obj)
+	}
+	for obj, want := range map[client.Object]string{
+		&istiosecurity.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "permissive", Namespace: ns}}: "gen=1 Reconciled=True reason=AcceptedWithWarnings gen=1 MP1006 WARNING",
+		&istiosecurity.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}:    "gen=1 Reconciled=True reason=Accepted gen=1",
+		&istiosecurity.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "viewer", Namespace: ns}}:    "gen=1 Reconciled=True reason=Accepted gen=1",
+		&istiosecurity.RequestAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "jwt", Namespace: ns}}:     "gen=1 Reconciled=True reason=Accepted gen=1",
+	} {
+		eventually(t, fmt.Sprintf("the status of %T %s", obj, obj.GetName()), func() (bool, string) {
+			got := statusOfPolicy(obj)
+			return got == want, got + ", want " + want
+		})
+	}
+	events := warnings(t, c, ns, "permissive")
+	if len(events) != 1 || events[0].Reason != "ConflictingPeerAuthentications" || events[0].Regarding.Kind != "PeerAuthentication" ||
+		events[0].Regarding.APIVersion != "security.istio.io/v1" || !strings.Contains(events[0].Note, "PeerAuthentication auth/default is the oldest") {
+		t.Errorf("events about the ignored PeerAuthentication: %+v", events)
+	}
+	for _, name := range []string{"default", "viewer", "jwt"} {
+		if events := warnings(t, c, ns, name); len(events) != 0 {
+			t.Errorf("events about %s: %+v", name, events)
+		}
+	}
+
+	// Once the older one is deleted, the other one applies: its warning goes.
+	if err := c.Delete(context.Background(), strict); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the warning cleared", func() (bool, string) {
+		got := statusOfPolicy(permissive)
+		return got == "gen=1 Reconciled=True reason=Accepted gen=1", got
 	})
 }

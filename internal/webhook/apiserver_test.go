@@ -3,8 +3,10 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,7 +80,7 @@ func validatingWebhook(name, url string, caBundle []byte, namespaces metav1.Labe
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
 			Name:                    "validation.networking.istio.io.meshplane.io",
 			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle},
-			Rules:                   []admissionregistrationv1.RuleWithOperations{istioRule()},
+			Rules:                   istioRules(),
 			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
 			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
 			AdmissionReviewVersions: []string{"v1"},
@@ -88,15 +90,21 @@ func validatingWebhook(name, url string, caBundle []byte, namespaces metav1.Labe
 	}
 }
 
-func istioRule() admissionregistrationv1.RuleWithOperations {
-	return admissionregistrationv1.RuleWithOperations{
-		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-		Rule: admissionregistrationv1.Rule{
-			APIGroups:   []string{"networking.istio.io"},
-			APIVersions: []string{"*"},
-			Resources:   ValidatedResources(),
-		},
+// istioRules are the chart's rules: one per validated API group, every version.
+func istioRules() []admissionregistrationv1.RuleWithOperations {
+	var rules []admissionregistrationv1.RuleWithOperations
+	validated := ValidatedResources()
+	for _, group := range slices.Sorted(maps.Keys(validated)) {
+		rules = append(rules, admissionregistrationv1.RuleWithOperations{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+			Rule: admissionregistrationv1.Rule{
+				APIGroups:   []string{group},
+				APIVersions: []string{"*"},
+				Resources:   validated[group],
+			},
+		})
 	}
+	return rules
 }
 
 // serveWebhook runs the handler on the serving certificate envtest generates and registers
@@ -311,6 +319,53 @@ func TestAPIServerAdmitsOnlyValidIstioConfig(t *testing.T) {
 		vs := object(t, bookinfoVirtualService, ns)
 		if err := c.Delete(ctx, vs); err != nil {
 			t.Error(err)
+		}
+	})
+
+	t.Run("security kinds are checked in both served versions", func(t *testing.T) {
+		for _, version := range []string{"v1", "v1beta1"} {
+			policy := object(t, strings.Replace(invalidAuthorizationPolicy, "security.istio.io/v1\n", "security.istio.io/"+version+"\n", 1), ns)
+			err := c.Create(ctx, policy)
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("%s: error %v, want 422 Invalid", version, err)
+			}
+			for _, want := range []string{wantProviderError, wantConditionError, "(MP0113 InvalidCondition)"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("%s: error\n  %s\ndoes not contain\n  %s", version, err, want)
+				}
+			}
+		}
+		if err := c.Create(ctx, object(t, allowNothingPolicy, ns)); err != nil {
+			t.Fatal(err)
+		}
+		if w := seen.take(); len(w) != 1 || !strings.HasPrefix(w[0], wantAllowNothing) {
+			t.Errorf("warnings %q, want the allow-nothing one", w)
+		}
+		for _, doc := range []string{strictPeerAuthentication, `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt}
+spec:
+  jwtRules:
+  - issuer: https://accounts.example.com
+    jwksUri: https://accounts.example.com/.well-known/jwks.json
+`} {
+			if err := c.Create(ctx, object(t, doc, ns)); err != nil {
+				t.Errorf("a valid security object was refused: %v", err)
+			}
+		}
+		if w := seen.take(); len(w) != 0 {
+			t.Errorf("warnings %q for valid objects", w)
+		}
+		// An update that breaks a stored policy is refused too.
+		pa := object(t, strictPeerAuthentication, ns)
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pa), pa); err != nil {
+			t.Fatal(err)
+		}
+		if err := unstructured.SetNestedField(pa.Object, map[string]any{"8080": map[string]any{"mode": "DISABLE"}}, "spec", "portLevelMtls"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Update(ctx, pa); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.portLevelMtls: port-level mTLS needs a selector") {
+			t.Errorf("error %v, want 422 Invalid naming spec.portLevelMtls", err)
 		}
 	})
 }

@@ -38,7 +38,7 @@ func TestCABundleApplyNamesOnlyTheCABundles(t *testing.T) {
 			{
 				Name:                    "one.meshplane.io",
 				ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: []byte("old")},
-				Rules:                   []admissionregistrationv1.RuleWithOperations{istioRule()},
+				Rules:                   istioRules(),
 				FailurePolicy:           ptr.To(admissionregistrationv1.Ignore),
 				SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
 				AdmissionReviewVersions: []string{"v1"},

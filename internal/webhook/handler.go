@@ -1,5 +1,6 @@
-// Package webhook serves meshd's admission webhooks: /validate checks Istio networking
-// configuration (VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar) when it is
+// Package webhook serves meshd's admission webhooks: /validate checks Istio configuration
+// (networking.istio.io VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar;
+// security.istio.io PeerAuthentication, AuthorizationPolicy, RequestAuthentication) when it is
 // created or updated, and refuses it with one line per error, each with its field path and
 // finding code, as `meshctl analyze` would report it. The package also serves the handler over
 // TLS with a certificate from files or a self-signed one, and keeps a webhook configuration's
@@ -16,7 +17,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/meshplane/meshplane/internal/istio/config"
 	"github.com/meshplane/meshplane/internal/istio/validation"
@@ -33,21 +34,32 @@ import (
 // ValidatePath is where the validating webhook is served.
 const ValidatePath = "/validate"
 
-// validatedKinds are the networking.istio.io kinds the config loader decodes, with their
-// resource names (what a webhook configuration's rules list).
-var validatedKinds = map[string]string{
-	config.KindVirtualService:  "virtualservices",
-	config.KindDestinationRule: "destinationrules",
-	config.KindGateway:         "gateways",
-	config.KindServiceEntry:    "serviceentries",
-	config.KindSidecar:         "sidecars",
+// validatedKinds are the Istio kinds the config loader decodes, with their group and resource
+// name (what a webhook configuration's rules list).
+var validatedKinds = map[string]schema.GroupResource{
+	config.KindVirtualService:  {Group: config.IstioNetworkingGroup, Resource: "virtualservices"},
+	config.KindDestinationRule: {Group: config.IstioNetworkingGroup, Resource: "destinationrules"},
+	config.KindGateway:         {Group: config.IstioNetworkingGroup, Resource: "gateways"},
+	config.KindServiceEntry:    {Group: config.IstioNetworkingGroup, Resource: "serviceentries"},
+	config.KindSidecar:         {Group: config.IstioNetworkingGroup, Resource: "sidecars"},
+
+	config.KindPeerAuthentication:    {Group: config.IstioSecurityGroup, Resource: "peerauthentications"},
+	config.KindAuthorizationPolicy:   {Group: config.IstioSecurityGroup, Resource: "authorizationpolicies"},
+	config.KindRequestAuthentication: {Group: config.IstioSecurityGroup, Resource: "requestauthentications"},
 }
 
-// ValidatedResources returns the networking.istio.io resources /validate checks, sorted.
-// Reviews of anything else are admitted unchecked, so a webhook configuration sending more
-// only costs round trips.
-func ValidatedResources() []string {
-	return slices.Sorted(maps.Values(validatedKinds))
+// ValidatedResources returns the resources /validate checks, by API group, each list sorted;
+// every served version of them is checked. Reviews of anything else are admitted unchecked,
+// so a webhook configuration sending more only costs round trips.
+func ValidatedResources() map[string][]string {
+	out := map[string][]string{}
+	for _, gr := range validatedKinds {
+		out[gr.Group] = append(out[gr.Group], gr.Resource)
+	}
+	for _, resources := range out {
+		slices.Sort(resources)
+	}
+	return out
 }
 
 // maxReviewBytes bounds a request body. The API server sends the object and, for updates, the
@@ -134,8 +146,8 @@ func (h *handler) serveValidate(w http.ResponseWriter, r *http.Request) {
 
 // isValidated reports whether objects of kind are validated.
 func isValidated(kind metav1.GroupVersionKind) bool {
-	_, ok := validatedKinds[kind.Kind]
-	return ok && kind.Group == config.IstioNetworkingGroup
+	gr, ok := validatedKinds[kind.Kind]
+	return ok && kind.Group == gr.Group
 }
 
 func kindLabel(kind metav1.GroupVersionKind) string {

@@ -88,6 +88,50 @@ spec:
 `
 )
 
+// Security objects shared by the unit and API server tests.
+const (
+	// invalidAuthorizationPolicy is CUSTOM without a provider, with a condition key Istio does
+	// not know.
+	invalidAuthorizationPolicy = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: ext-authz
+  namespace: bookinfo
+spec:
+  action: CUSTOM
+  rules:
+  - when:
+    - key: request.header[x-user]
+      values: [admin]
+`
+	// allowNothingPolicy is Istio's allow-nothing policy: admitted, with a warning.
+	allowNothingPolicy = `apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata:
+  name: allow-nothing
+  namespace: bookinfo
+spec: {}
+`
+	// strictPeerAuthentication is namespace-wide STRICT mTLS, in v1beta1.
+	strictPeerAuthentication = `apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: bookinfo
+spec:
+  mtls:
+    mode: STRICT
+`
+)
+
+// The messages the invalid AuthorizationPolicy must be denied with, and the allow-nothing
+// policy's warning.
+const (
+	wantProviderError  = "spec.provider.name: a CUSTOM policy needs the name of the extension provider"
+	wantConditionError = "spec.rules[0].when[0].key: unknown key request.header[x-user]"
+	wantAllowNothing   = "spec.rules: an ALLOW policy without rules matches no request"
+)
+
 // The messages the invalid VirtualService must be denied with.
 const (
 	wantWeightError = "spec.http[0].route[0].weight: weight -10 is negative; weights are 0 or more (MP0104 InvalidRouteWeights)"
@@ -262,18 +306,19 @@ func TestDeleteIsAllowedUnchecked(t *testing.T) {
 func TestUnknownKindsAreAllowedUnchecked(t *testing.T) {
 	h, registry := newTestHandler(t)
 	for name, object := range map[string]string{
-		// security.istio.io is not decoded by the config loader yet.
-		"AuthorizationPolicy": `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-all, namespace: bookinfo}
-spec: {action: NOT_AN_ACTION, rules: "not a list"}
+		// Telemetry is not decoded by the config loader.
+		"Telemetry": `apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: bookinfo}
+spec: {tracing: "not a list"}
 `,
 		"EnvoyFilter": `apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter
 metadata: {name: patch, namespace: bookinfo}
 spec: {unknownField: true}
 `,
-		"a VirtualService of another group": strings.Replace(invalidVirtualService, "networking.istio.io/v1", "example.com/v1", 1),
+		"a VirtualService of another group":       strings.Replace(invalidVirtualService, "networking.istio.io/v1", "example.com/v1", 1),
+		"an AuthorizationPolicy of another group": strings.Replace(invalidAuthorizationPolicy, "security.istio.io/v1", "example.com/v1", 1),
 	} {
 		t.Run(name, func(t *testing.T) {
 			resp := review(t, h, request(t, admissionv1.Create, object, ""))
@@ -282,8 +327,8 @@ spec: {unknownField: true}
 			}
 		})
 	}
-	if got := reviews(t, registry, "other", "skipped"); got != 3 {
-		t.Errorf("skipped reviews of other kinds = %d, want 3", got)
+	if got := reviews(t, registry, "other", "skipped"); got != 4 {
+		t.Errorf("skipped reviews of other kinds = %d, want 4", got)
 	}
 	if got := reviews(t, registry, "VirtualService", "skipped"); got != 0 {
 		t.Errorf("skipped VirtualService reviews = %d, want 0: the one of another group is another kind", got)
@@ -346,6 +391,48 @@ func TestSchemaErrorsAreDenied(t *testing.T) {
 	}
 }
 
+// TestSecurityKindsAreValidated: the security.istio.io kinds are checked in both served
+// versions: errors deny, warnings come with the admission, the kind is its own metrics label.
+func TestSecurityKindsAreValidated(t *testing.T) {
+	h, registry := newTestHandler(t)
+	for _, object := range []string{invalidAuthorizationPolicy, strings.Replace(invalidAuthorizationPolicy, "/v1\n", "/v1beta1\n", 1)} {
+		req := request(t, admissionv1.Create, object, "")
+		resp := review(t, h, req)
+		if resp.Allowed || resp.Result == nil {
+			t.Fatalf("%s %s: %+v, want denied", req.Kind.Version, req.Kind.Kind, resp)
+		}
+		message := resp.Result.Message
+		if !strings.HasPrefix(message, "AuthorizationPolicy bookinfo/ext-authz is invalid: ") ||
+			!strings.Contains(message, wantProviderError) || !strings.Contains(message, "(MP0102 MissingField)") ||
+			!strings.Contains(message, wantConditionError) || !strings.Contains(message, "(MP0113 InvalidCondition)") {
+			t.Errorf("%s: message %q", req.Kind.Version, message)
+		}
+		if resp.Result.Details.Group != "security.istio.io" || len(resp.Result.Details.Causes) != 2 {
+			t.Errorf("%s: details %+v", req.Kind.Version, resp.Result.Details)
+		}
+	}
+	if got := reviews(t, registry, "AuthorizationPolicy", "denied"); got != 2 {
+		t.Errorf("denied AuthorizationPolicy reviews = %d, want 2", got)
+	}
+
+	resp := review(t, h, request(t, admissionv1.Create, allowNothingPolicy, ""))
+	if !resp.Allowed || len(resp.Warnings) != 1 || !strings.HasPrefix(resp.Warnings[0], wantAllowNothing) ||
+		!strings.HasSuffix(resp.Warnings[0], "(MP0155 AllowNothingPolicy)") {
+		t.Errorf("allow-nothing policy: %+v, want allowed with its warning", resp)
+	}
+
+	schema := strings.Replace(strictPeerAuthentication, "STRICT", "STRICTER", 1)
+	if resp := review(t, h, request(t, admissionv1.Create, schema, "")); resp.Allowed ||
+		!strings.Contains(resp.Result.Message, `spec.mtls.mode: unknown value "STRICTER"`) {
+		t.Errorf("unknown mTLS mode: %+v, want denied", resp.Result)
+	}
+	notServed := strings.Replace(strictPeerAuthentication, "v1beta1", "v1alpha1", 1)
+	if resp := review(t, h, request(t, admissionv1.Create, notServed, "")); resp.Allowed ||
+		!strings.Contains(resp.Result.Message, "security.istio.io/v1alpha1 PeerAuthentication is not served") {
+		t.Errorf("security.istio.io/v1alpha1: %+v, want denied naming the apiVersion", resp.Result)
+	}
+}
+
 func TestWarningsAreReturnedWithTheAdmission(t *testing.T) {
 	h, registry := newTestHandler(t)
 	resp := review(t, h, request(t, admissionv1.Create, warnedVirtualService, ""))
@@ -403,6 +490,27 @@ spec:
   egress:
   - hosts: ["./*", "istio-system/*"]
 `,
+		strictPeerAuthentication,
+		strings.Replace(strictPeerAuthentication, "v1beta1", "v1", 1),
+		`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-viewer, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/bookinfo/sa/bookinfo-productpage"]}
+    to:
+    - operation: {methods: [GET]}
+`,
+		`apiVersion: security.istio.io/v1beta1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: bookinfo}
+spec:
+  jwtRules:
+  - issuer: https://accounts.example.com
+    jwksUri: https://accounts.example.com/.well-known/jwks.json
+`,
 	}
 	for _, object := range objects {
 		req := request(t, admissionv1.Create, object, "")
@@ -412,6 +520,9 @@ spec:
 	}
 	if got := reviews(t, registry, "VirtualService", "allowed"); got != 3 {
 		t.Errorf("allowed VirtualService reviews = %d, want 3", got)
+	}
+	if got := reviews(t, registry, "PeerAuthentication", "allowed"); got != 2 {
+		t.Errorf("allowed PeerAuthentication reviews = %d, want 2", got)
 	}
 }
 
@@ -484,6 +595,35 @@ spec:
   egress:
   - hosts: ["reviews"]
 `,
+		invalidAuthorizationPolicy,
+		allowNothingPolicy,
+		`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny, namespace: bookinfo}
+spec:
+  action: DENY
+  rules:
+  - from:
+    - source: {ipBlocks: ["10.0.0.0/33"], namespaces: ["a*b"]}
+    to:
+    - operation: {methods: [DELETE], paths: ["/{**}/x/{*}"]}
+`,
+		`apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: bookinfo}
+spec:
+  selector: {}
+  portLevelMtls: {"8080": {}}
+`,
+		`apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: bookinfo}
+spec:
+  jwtRules:
+  - jwksUri: keys.example.com/jwks
+    jwks: '{"keys": []}'
+    fromHeaders: [{name: "x jwt"}]
+`,
 	}
 	denied, warned := 0, 0
 	for _, object := range objects {
@@ -521,8 +661,8 @@ spec:
 		}
 	}
 	// The fixtures must exercise both sides, or the comparison proves little.
-	if denied < 5 || warned < 3 {
-		t.Errorf("fixtures have %d objects with errors and %d with warnings, want at least 5 and 3", denied, warned)
+	if denied < 9 || warned < 7 {
+		t.Errorf("fixtures have %d objects with errors and %d with warnings, want at least 9 and 7", denied, warned)
 	}
 }
 
@@ -571,7 +711,7 @@ func TestMetricsNeedARegistryOnlyOnce(t *testing.T) {
 	if err != nil || len(families) != 1 || families[0].GetName() != "meshd_webhook_validation_reviews_total" {
 		t.Fatalf("registered %v (%v), want the reviews counter", families, err)
 	}
-	if n := len(families[0].GetMetric()); n != 20 {
-		t.Errorf("%d series before any review, want 20: each validated kind with each result but malformed", n)
+	if n, want := len(families[0].GetMetric()), 4*len(validatedKinds); n != want || want != 32 {
+		t.Errorf("%d series before any review, want %d: each of the 8 validated kinds with each result but malformed", n, want)
 	}
 }

@@ -13,12 +13,15 @@ import (
 	yamlv3 "go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
+	securityv1beta1 "istio.io/api/security/v1beta1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	sigsjson "sigs.k8s.io/json"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -26,35 +29,89 @@ import (
 
 // istioKind describes how to decode one Istio kind.
 type istioKind struct {
+	group string
+	// versions are the served versions, v1 first; every one shares the spec schema.
+	versions  []string
 	newObject func() KubernetesObject
 	spec      protoreflect.MessageDescriptor
 }
 
+// The versions Istio serves, per group; objects are decoded into the v1 types.
+var (
+	networkingVersions = []string{"v1", "v1beta1", "v1alpha3"}
+	securityVersions   = []string{"v1", "v1beta1"}
+)
+
+// istioKinds, by kind: no kind name is used by two Istio groups.
 var istioKinds = map[string]istioKind{
 	KindVirtualService: {
+		group: IstioNetworkingGroup, versions: networkingVersions,
 		newObject: func() KubernetesObject { return &networkingv1.VirtualService{} },
 		spec:      (&networkingv1alpha3.VirtualService{}).ProtoReflect().Descriptor(),
 	},
 	KindDestinationRule: {
+		group: IstioNetworkingGroup, versions: networkingVersions,
 		newObject: func() KubernetesObject { return &networkingv1.DestinationRule{} },
 		spec:      (&networkingv1alpha3.DestinationRule{}).ProtoReflect().Descriptor(),
 	},
 	KindGateway: {
+		group: IstioNetworkingGroup, versions: networkingVersions,
 		newObject: func() KubernetesObject { return &networkingv1.Gateway{} },
 		spec:      (&networkingv1alpha3.Gateway{}).ProtoReflect().Descriptor(),
 	},
 	KindServiceEntry: {
+		group: IstioNetworkingGroup, versions: networkingVersions,
 		newObject: func() KubernetesObject { return &networkingv1.ServiceEntry{} },
 		spec:      (&networkingv1alpha3.ServiceEntry{}).ProtoReflect().Descriptor(),
 	},
 	KindSidecar: {
+		group: IstioNetworkingGroup, versions: networkingVersions,
 		newObject: func() KubernetesObject { return &networkingv1.Sidecar{} },
 		spec:      (&networkingv1alpha3.Sidecar{}).ProtoReflect().Descriptor(),
 	},
+	KindPeerAuthentication: {
+		group: IstioSecurityGroup, versions: securityVersions,
+		newObject: func() KubernetesObject { return &securityv1.PeerAuthentication{} },
+		spec:      (&securityv1beta1.PeerAuthentication{}).ProtoReflect().Descriptor(),
+	},
+	KindAuthorizationPolicy: {
+		group: IstioSecurityGroup, versions: securityVersions,
+		newObject: func() KubernetesObject { return &securityv1.AuthorizationPolicy{} },
+		spec:      (&securityv1beta1.AuthorizationPolicy{}).ProtoReflect().Descriptor(),
+	},
+	KindRequestAuthentication: {
+		group: IstioSecurityGroup, versions: securityVersions,
+		newObject: func() KubernetesObject { return &securityv1.RequestAuthentication{} },
+		spec:      (&securityv1beta1.RequestAuthentication{}).ProtoReflect().Descriptor(),
+	},
 }
 
-// istioVersions are the networking.istio.io versions served for every kind in istioKinds.
-var istioVersions = []string{"v1", "v1beta1", "v1alpha3"}
+// istioKindOf returns how to decode an object written with apiVersion and kind, if it is an
+// Istio kind of this package (in any version of its group).
+func istioKindOf(apiVersion, kind string) (istioKind, bool) {
+	k, ok := istioKinds[kind]
+	group, _ := splitAPIVersion(apiVersion)
+	return k, ok && group == k.group
+}
+
+// notServedMessage says which versions of kind are served instead of apiVersion.
+func (k istioKind) notServedMessage(apiVersion, kind string) string {
+	others := k.versions[1:]
+	verb := "is"
+	if len(others) > 1 {
+		verb = "are"
+	}
+	return fmt.Sprintf("%s %s is not served; use %s/%s (%s %s accepted too)",
+		apiVersion, kind, k.group, k.versions[0], joinAnd(others), verb)
+}
+
+// joinAnd renders "a", "a and b", "a, b and c".
+func joinAnd(words []string) string {
+	if len(words) <= 1 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
+}
 
 // kubernetesKind describes how to decode one Kubernetes kind.
 type kubernetesKind struct {
@@ -170,11 +227,9 @@ func (d *decoder) decodeObject(data []byte, prefix []string) {
 	p := &objectProblems{decoder: d, source: source, prefix: prefix, header: header}
 
 	var object KubernetesObject
-	group, version := splitAPIVersion(header.APIVersion)
-	if kind, ok := istioKinds[header.Kind]; ok && group == IstioNetworkingGroup {
-		if !slices.Contains(istioVersions, version) {
-			p.add(ReasonSchema, "apiVersion", fmt.Sprintf("%s %s is not served; use %s/v1 (v1beta1 and v1alpha3 are accepted too)",
-				header.APIVersion, header.Kind, IstioNetworkingGroup))
+	if kind, ok := istioKindOf(header.APIVersion, header.Kind); ok {
+		if _, version := splitAPIVersion(header.APIVersion); !slices.Contains(kind.versions, version) {
+			p.add(ReasonSchema, "apiVersion", kind.notServedMessage(header.APIVersion, header.Kind))
 			return
 		}
 		object = decodeIstio(kind, data, p)
@@ -206,8 +261,7 @@ func (d *decoder) decodeObject(data []byte, prefix []string) {
 // one: objects of the namespaced kinds this package knows. Unknown kinds are left as written,
 // since their scope is not known.
 func getsDefaultNamespace(header typeHeader) bool {
-	group, _ := splitAPIVersion(header.APIVersion)
-	if _, ok := istioKinds[header.Kind]; ok && group == IstioNetworkingGroup {
+	if _, ok := istioKindOf(header.APIVersion, header.Kind); ok {
 		return true
 	}
 	kind, ok := kubernetesKinds[header.APIVersion+"/"+header.Kind]
@@ -314,7 +368,7 @@ func decodeIstio(kind istioKind, data []byte, p *objectProblems) KubernetesObjec
 		p.add(ReasonSchema, "spec", err.Error())
 		return nil
 	}
-	object.GetObjectKind().SetGroupVersionKind(networkingv1.SchemeGroupVersion.WithKind(p.header.Kind))
+	object.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{Group: kind.group, Version: kind.versions[0], Kind: p.header.Kind})
 	return object
 }
 

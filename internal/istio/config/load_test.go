@@ -8,6 +8,7 @@ import (
 	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -374,6 +375,89 @@ spec: {}
 			wantLine:    1,
 			wantMessage: "networking.istio.io/v2 Gateway is not served; use networking.istio.io/v1 (v1beta1 and v1alpha3 are accepted too)",
 		},
+		{
+			name: "security version that is not served",
+			yaml: `apiVersion: security.istio.io/v1alpha1
+kind: PeerAuthentication
+metadata:
+  name: default
+spec: {}
+`,
+			wantField:   "apiVersion",
+			wantLine:    1,
+			wantMessage: "security.istio.io/v1alpha1 PeerAuthentication is not served; use security.istio.io/v1 (v1beta1 is accepted too)",
+		},
+		{
+			name: "misspelled AuthorizationPolicy field",
+			yaml: `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: viewer
+spec:
+  rules:
+  - form:
+    - source: {namespaces: [bookinfo]}
+`,
+			wantField:   "spec.rules[0].form",
+			wantLine:    7,
+			wantMessage: `unknown field "form", did you mean "from"?`,
+		},
+		{
+			name: "unknown AuthorizationPolicy action",
+			yaml: `apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata:
+  name: viewer
+spec:
+  action: REJECT
+`,
+			wantField:   "spec.action",
+			wantLine:    6,
+			wantMessage: `unknown value "REJECT", must be one of ALLOW, DENY, AUDIT, CUSTOM`,
+		},
+		{
+			name: "unknown PeerAuthentication mode",
+			yaml: `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+spec:
+  mtls: {mode: STRICTER}
+`,
+			wantField:   "spec.mtls.mode",
+			wantLine:    6,
+			wantMessage: `unknown value "STRICTER", must be one of UNSET, DISABLE, PERMISSIVE, STRICT`,
+		},
+		{
+			name: "port-level mTLS keyed by a name instead of a port",
+			yaml: `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: web
+spec:
+  selector: {matchLabels: {app: web}}
+  portLevelMtls:
+    http:
+      mode: DISABLE
+`,
+			wantField:   "spec.portLevelMtls[http]",
+			wantLine:    8,
+			wantMessage: `key "http" must be an integer`,
+		},
+		{
+			name: "RequestAuthentication issuer that YAML reads as a number",
+			yaml: `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata:
+  name: jwt
+spec:
+  jwtRules:
+  - issuer: 42
+`,
+			wantField:   "spec.jwtRules[0].issuer",
+			wantLine:    7,
+			wantMessage: "must be a string (quote it)",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -387,6 +471,99 @@ spec: {}
 					got.Reason, got.Field, got.Source.Line, got.Message, ReasonSchema, tt.wantField, tt.wantLine, tt.wantMessage)
 			}
 		})
+	}
+}
+
+// The security.istio.io kinds are decoded in both served versions into the v1 client types.
+func TestLoadBytesDecodesSecurityKinds(t *testing.T) {
+	result := LoadBytes("security.yaml", []byte(`apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: meshplane-system
+spec:
+  mtls: {mode: STRICT}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels: {app: web}
+  portLevelMtls:
+    "8080": {mode: PERMISSIVE}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: viewer
+spec:
+  action: DENY
+  rules:
+  - from:
+    - source:
+        notNamespaces: [bookinfo]
+    to:
+    - operation: {methods: [POST], paths: ["/admin/*"]}
+---
+apiVersion: security.istio.io/v1beta1
+kind: RequestAuthentication
+metadata:
+  name: jwt
+spec:
+  jwtRules:
+  - issuer: https://issuer.example.com
+    jwksUri: https://issuer.example.com/jwks.json
+    fromHeaders: [{name: x-jwt, prefix: "Bearer "}]
+`), Options{DefaultNamespace: "bookinfo"})
+	if len(result.Problems) != 0 {
+		t.Fatalf("problems: %+v", result.Problems)
+	}
+	want := []struct {
+		kind, apiVersion, ref string
+		line                  int
+	}{
+		{"PeerAuthentication", "security.istio.io/v1beta1", "meshplane-system/default", 1},
+		{"PeerAuthentication", "security.istio.io/v1", "bookinfo/web", 9},
+		{"AuthorizationPolicy", "security.istio.io/v1", "bookinfo/viewer", 19},
+		{"RequestAuthentication", "security.istio.io/v1beta1", "bookinfo/jwt", 32},
+	}
+	if len(result.Objects) != len(want) {
+		t.Fatalf("got %d objects, want %d", len(result.Objects), len(want))
+	}
+	for i, w := range want {
+		got := result.Objects[i]
+		if got.Kind != w.kind || got.APIVersion != w.apiVersion || got.Ref() != w.ref || got.Source != (Source{"security.yaml", w.line}) {
+			t.Errorf("object %d = %s %s %s at %s, want %s %s %s at security.yaml:%d",
+				i, got.Kind, got.APIVersion, got.Ref(), got.Source, w.kind, w.apiVersion, w.ref, w.line)
+		}
+		if gvk := got.Object.GetObjectKind().GroupVersionKind(); gvk.Group != "security.istio.io" || gvk.Version != "v1" || gvk.Kind != w.kind {
+			t.Errorf("object %d has type meta %v, want security.istio.io/v1 %s", i, gvk, w.kind)
+		}
+	}
+
+	mesh, ok := result.Objects[0].Object.(*securityv1.PeerAuthentication)
+	if !ok || mesh.Spec.GetMtls().GetMode().String() != "STRICT" {
+		t.Errorf("v1beta1 PeerAuthentication decoded as %T %v", result.Objects[0].Object, mesh)
+	}
+	web, ok := result.Objects[1].Object.(*securityv1.PeerAuthentication)
+	if !ok || web.Spec.GetPortLevelMtls()[8080].GetMode().String() != "PERMISSIVE" || web.Spec.GetSelector().GetMatchLabels()["app"] != "web" {
+		t.Errorf("PeerAuthentication decoded as %T %v", result.Objects[1].Object, web)
+	}
+	policy, ok := result.Objects[2].Object.(*securityv1.AuthorizationPolicy)
+	if !ok || policy.Spec.GetAction().String() != "DENY" || policy.Spec.GetRules()[0].GetTo()[0].GetOperation().GetPaths()[0] != "/admin/*" {
+		t.Errorf("AuthorizationPolicy decoded as %T %v", result.Objects[2].Object, policy)
+	}
+	jwt, ok := result.Objects[3].Object.(*securityv1.RequestAuthentication)
+	if !ok || jwt.Spec.GetJwtRules()[0].GetFromHeaders()[0].GetPrefix() != "Bearer " {
+		t.Errorf("RequestAuthentication decoded as %T %v", result.Objects[3].Object, jwt)
+	}
+	if got := result.Objects[2].LineOf("spec.rules[0].to[0].operation.paths[0]"); got != 30 {
+		t.Errorf("LineOf(paths[0]) = %d, want 30", got)
+	}
+	if got := result.Objects[1].LineOf("spec.portLevelMtls[8080].mode"); got != 17 {
+		t.Errorf("LineOf(portLevelMtls[8080].mode) = %d, want 17", got)
 	}
 }
 
@@ -530,17 +707,17 @@ metadata:
 }
 
 func TestLoadBytesKeepsUnknownKindsAsWarnings(t *testing.T) {
-	result := LoadBytes("in.yaml", []byte(`apiVersion: security.istio.io/v1
-kind: PeerAuthentication
+	result := LoadBytes("in.yaml", []byte(`apiVersion: telemetry.istio.io/v1
+kind: Telemetry
 metadata:
   name: default
   namespace: istio-system
 spec:
-  mtls:
-    mode: STRICT
+  tracing:
+  - randomSamplingPercentage: 10
 `), Options{})
 	if len(result.Problems) != 1 || result.Problems[0].Reason != ReasonUnknownKind ||
-		result.Problems[0].Message != "security.istio.io/v1 PeerAuthentication is not checked" {
+		result.Problems[0].Message != "telemetry.istio.io/v1 Telemetry is not checked" {
 		t.Fatalf("problems: %+v", result.Problems)
 	}
 	if len(result.Objects) != 1 {

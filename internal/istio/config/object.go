@@ -1,13 +1,15 @@
-// Package config reads Istio networking objects and the Kubernetes objects they refer to from
+// Package config reads Istio configuration objects and the Kubernetes objects they refer to from
 // YAML and JSON files, the way a user keeps them in Git, into typed objects that remember where
 // they came from (file and line), so that every problem found later can point at its source.
 //
-// Istio kinds (VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar) are accepted in
-// networking.istio.io v1, v1beta1 and v1alpha3 and always decoded into the v1 client types: the
-// three versions share one spec schema. Their specs are checked strictly against the protobuf
-// schema before decoding (unknown fields, wrong types, unknown enum values, two members of a
-// one-of), because Istio's own JSON decoding silently drops unknown fields and lets the last
-// member of a one-of win, which hides typos such as `perTryTimeOut`.
+// Istio kinds are accepted in every version Istio serves and always decoded into the v1 client
+// types, since the versions of a kind share one spec schema: VirtualService, DestinationRule,
+// Gateway, ServiceEntry and Sidecar in networking.istio.io v1, v1beta1 and v1alpha3;
+// PeerAuthentication, AuthorizationPolicy and RequestAuthentication in security.istio.io v1 and
+// v1beta1. Their specs are checked strictly against the protobuf schema before decoding (unknown
+// fields, wrong types, unknown enum values, map keys that are not numbers where numbers are
+// keys, two members of a one-of), because Istio's own JSON decoding silently drops unknown
+// fields and lets the last member of a one-of win, which hides typos such as `perTryTimeOut`.
 package config
 
 import (
@@ -26,6 +28,10 @@ const (
 	KindServiceEntry    = "ServiceEntry"
 	KindSidecar         = "Sidecar"
 
+	KindPeerAuthentication    = "PeerAuthentication"
+	KindAuthorizationPolicy   = "AuthorizationPolicy"
+	KindRequestAuthentication = "RequestAuthentication"
+
 	KindService       = "Service"
 	KindEndpointSlice = "EndpointSlice"
 	KindDeployment    = "Deployment"
@@ -33,8 +39,11 @@ const (
 	KindNamespace     = "Namespace"
 )
 
-// IstioNetworkingGroup is the API group of the Istio kinds above.
-const IstioNetworkingGroup = "networking.istio.io"
+// The API groups of the Istio kinds above.
+const (
+	IstioNetworkingGroup = "networking.istio.io"
+	IstioSecurityGroup   = "security.istio.io"
+)
 
 // KubernetesObject is any API object: it has metadata and a kind. (The same as
 // controller-runtime's client.Object, without pulling a Kubernetes client into meshctl.)
@@ -73,7 +82,8 @@ type Object struct {
 	// are decoded into v1 types, so APIVersion is kept here for messages.
 	APIVersion string
 	Kind       string
-	// Object is the typed object: *networkingv1.VirtualService, ..., *corev1.Service,
+	// Object is the typed object: *networkingv1.VirtualService, ...,
+	// *securityv1.PeerAuthentication, ..., *corev1.Service,
 	// *discoveryv1.EndpointSlice, *appsv1.Deployment, *corev1.Pod, *corev1.Namespace, or
 	// *unstructured.Unstructured for kinds this package does not know.
 	Object KubernetesObject

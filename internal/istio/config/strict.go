@@ -102,6 +102,11 @@ func checkField(fd protoreflect.FieldDescriptor, value any, path *field.Path) (e
 		}
 		usable = true
 		for _, key := range sortedKeys(entries) {
+			if problem := checkMapKey(fd.MapKey().Kind(), key); problem != "" {
+				errs = append(errs, field.Invalid(path.Key(key), key, problem))
+				usable = false
+				continue
+			}
 			entryErrs, entryUsable := checkSingular(fd.MapValue(), entries[key], path.Key(key))
 			errs = append(errs, entryErrs...)
 			usable = usable && entryUsable
@@ -135,6 +140,24 @@ func checkSingular(fd protoreflect.FieldDescriptor, value any, path *field.Path)
 		}
 		return nil, true
 	}
+}
+
+// checkMapKey returns what is wrong with a map key (always a string in JSON) for a map whose
+// keys are of kind, or "": numeric keys, such as the ports of portLevelMtls, must be numbers.
+func checkMapKey(kind protoreflect.Kind, key string) string {
+	switch kind {
+	case protoreflect.StringKind:
+		return ""
+	case protoreflect.BoolKind:
+		if key != "true" && key != "false" {
+			return fmt.Sprintf("key %q must be true or false", key)
+		}
+		return ""
+	}
+	if problem := checkScalar(kind, json.Number(key)); problem != "" {
+		return fmt.Sprintf("key %q %s", key, problem)
+	}
+	return ""
 }
 
 // checkScalar returns what is wrong with value for a scalar field of kind, or "".

@@ -1,6 +1,7 @@
 package validation
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -20,13 +22,26 @@ import (
 // domain are both cluster.local.
 const clusterDomain = "cluster.local"
 
-// Analyze reports problems that only show when objects are seen together: route destinations
-// whose host matches no Service or ServiceEntry, subsets no DestinationRule defines, Gateways that
-// do not exist, VirtualServices that compete for a host, and subsets that select none of a
-// Service's known workloads. It only knows the objects given: a reference to something that
-// exists in a cluster but not in the input is reported too. Findings are sorted.
-func Analyze(objects []config.Object) []Finding {
+// Options describe the mesh the objects are analysed for.
+type Options struct {
+	// RootNamespace is the mesh's root namespace (meshd's own): its policies without a selector
+	// apply to the whole mesh. Empty when not known; then no policy is called mesh-wide.
+	RootNamespace string
+}
+
+// Analyze is AnalyzeWith without knowing the mesh's root namespace.
+func Analyze(objects []config.Object) []Finding { return AnalyzeWith(objects, Options{}) }
+
+// AnalyzeWith reports problems that only show when objects are seen together: route
+// destinations whose host matches no Service or ServiceEntry, subsets no DestinationRule
+// defines, Gateways that do not exist, VirtualServices that compete for a host, subsets that
+// select none of a Service's known workloads, and PeerAuthentications of which Istio applies
+// only the oldest. It only knows the objects given: a reference to something that exists in a
+// cluster but not in the input is reported too. A policy selector that matches none of the
+// workloads given is not a finding: workloads may come later. Findings are sorted.
+func AnalyzeWith(objects []config.Object, opts Options) []Finding {
 	a := newAnalyzer(objects)
+	a.rootNamespace = opts.RootNamespace
 	for _, object := range a.virtualServices {
 		a.virtualService(object)
 	}
@@ -34,15 +49,18 @@ func Analyze(objects []config.Object) []Finding {
 	for _, object := range a.destinationRules {
 		a.subsetWorkloads(object)
 	}
+	a.conflictingPeerAuthentications()
 	SortFindings(a.findings)
 	return a.findings
 }
 
 type analyzer struct {
-	findings []Finding
+	findings      []Finding
+	rootNamespace string
 
-	virtualServices  []*config.Object
-	destinationRules []*config.Object
+	virtualServices     []*config.Object
+	destinationRules    []*config.Object
+	peerAuthentications []*config.Object
 	// services by FQDN (name.namespace.svc.cluster.local).
 	services map[string]*corev1.Service
 	// serviceEntryHosts are the hosts of every ServiceEntry, qualified.
@@ -51,8 +69,14 @@ type analyzer struct {
 	gateways map[string]bool
 	// namespaces seen in the input, to tell "name.namespace" hosts from external names.
 	namespaces map[string]bool
-	// workloads are the label sets of pods and Deployment pod templates, by namespace.
-	workloads map[string][]labels.Set
+	// workloads are the pods and Deployment pod templates, by namespace.
+	workloads map[string][]workload
+}
+
+// workload is a pod, or the pods a Deployment makes.
+type workload struct {
+	kind, name string
+	labels     labels.Set
 }
 
 func newAnalyzer(objects []config.Object) *analyzer {
@@ -60,7 +84,7 @@ func newAnalyzer(objects []config.Object) *analyzer {
 		services:   map[string]*corev1.Service{},
 		gateways:   map[string]bool{},
 		namespaces: map[string]bool{},
-		workloads:  map[string][]labels.Set{},
+		workloads:  map[string][]workload{},
 	}
 	for i := range objects {
 		object := &objects[i]
@@ -73,15 +97,17 @@ func newAnalyzer(objects []config.Object) *analyzer {
 		case *corev1.Service:
 			a.services[o.Name+"."+o.Namespace+".svc."+clusterDomain] = o
 		case *corev1.Pod:
-			a.workloads[o.Namespace] = append(a.workloads[o.Namespace], o.Labels)
+			a.workloads[o.Namespace] = append(a.workloads[o.Namespace], workload{config.KindPod, o.Name, o.Labels})
 		case *appsv1.Deployment:
-			a.workloads[o.Namespace] = append(a.workloads[o.Namespace], o.Spec.Template.Labels)
+			a.workloads[o.Namespace] = append(a.workloads[o.Namespace], workload{config.KindDeployment, o.Name, o.Spec.Template.Labels})
 		case *networkingv1.Gateway:
 			a.gateways[o.Namespace+"/"+o.Name] = true
 		case *networkingv1.VirtualService:
 			a.virtualServices = append(a.virtualServices, object)
 		case *networkingv1.DestinationRule:
 			a.destinationRules = append(a.destinationRules, object)
+		case *securityv1.PeerAuthentication:
+			a.peerAuthentications = append(a.peerAuthentications, object)
 		}
 	}
 	// ServiceEntries are qualified after all namespaces are known.
@@ -117,8 +143,13 @@ func (a *analyzer) qualify(host, namespace string) string {
 	}
 }
 
+// report adds a finding about object at path (nil: about the whole object).
 func (a *analyzer) report(object *config.Object, code Code, path *field.Path, format string, args ...any) {
-	a.findings = append(a.findings, objectFinding(object, code, path.String(), fmt.Sprintf(format, args...)))
+	fieldPath := ""
+	if path != nil {
+		fieldPath = path.String()
+	}
+	a.findings = append(a.findings, objectFinding(object, code, fieldPath, fmt.Sprintf(format, args...)))
 }
 
 func (a *analyzer) virtualService(object *config.Object) {
@@ -317,8 +348,8 @@ func (a *analyzer) subsetWorkloads(object *config.Object) {
 	selector := labels.SelectorFromSet(service.Spec.Selector)
 	var workloads []labels.Set
 	for _, workload := range a.workloads[service.Namespace] {
-		if selector.Matches(workload) {
-			workloads = append(workloads, workload)
+		if selector.Matches(workload.labels) {
+			workloads = append(workloads, workload.labels)
 		}
 	}
 	if len(workloads) == 0 {
@@ -335,4 +366,95 @@ func (a *analyzer) subsetWorkloads(object *config.Object) {
 				subset.Name, subsetSelector, len(workloads), service.Namespace, service.Name)
 		}
 	}
+}
+
+// conflictingPeerAuthentications warns about the PeerAuthentications Istio ignores: of several
+// without a selector in one namespace (namespace-wide, or mesh-wide in the root namespace) it
+// applies the oldest, and so it does of several with a selector for one workload. A selector
+// policy is known to compete when it has the same labels as another, or when both select one of
+// the workloads given.
+func (a *analyzer) conflictingPeerAuthentications() {
+	byNamespace := map[string][]*config.Object{}
+	for _, object := range a.peerAuthentications {
+		byNamespace[object.Namespace()] = append(byNamespace[object.Namespace()], object)
+	}
+	for _, namespace := range slices.Sorted(maps.Keys(byNamespace)) {
+		policies := byNamespace[namespace]
+		slices.SortStableFunc(policies, olderFirst)
+		var wide []*config.Object
+		selective := map[string][]*config.Object{} // by selector
+		for _, object := range policies {
+			matchLabels := object.Object.(*securityv1.PeerAuthentication).Spec.GetSelector().GetMatchLabels()
+			if len(matchLabels) == 0 {
+				wide = append(wide, object)
+			} else {
+				key := labels.SelectorFromSet(matchLabels).String()
+				selective[key] = append(selective[key], object)
+			}
+		}
+		scope := "namespace-wide PeerAuthentication of namespace " + namespace
+		if namespace == a.rootNamespace {
+			scope = "mesh-wide PeerAuthentication (root namespace " + namespace + ")"
+		}
+		if len(wide) > 1 {
+			for _, ignored := range wide[1:] {
+				a.report(ignored, CodeConflictingPeerAuthentications, nil,
+					"%s is the oldest %s, so Istio applies it and ignores this one; merge them into one", describe(wide[0]), scope)
+			}
+		}
+
+		// Of the selector policies, the first reason found for each one being ignored.
+		ignoredBy := map[*config.Object]string{}
+		for _, key := range slices.Sorted(maps.Keys(selective)) {
+			same := selective[key]
+			for _, ignored := range same[1:] {
+				ignoredBy[ignored] = fmt.Sprintf("%s has the same selector and is older, so Istio applies it to those workloads and ignores this one",
+					describe(same[0]))
+			}
+		}
+		workloads := slices.SortedFunc(slices.Values(a.workloads[namespace]), func(x, y workload) int {
+			return cmp.Or(cmp.Compare(x.kind, y.kind), cmp.Compare(x.name, y.name))
+		})
+		for _, w := range workloads {
+			var applying []*config.Object
+			for _, object := range policies {
+				matchLabels := object.Object.(*securityv1.PeerAuthentication).Spec.GetSelector().GetMatchLabels()
+				if len(matchLabels) > 0 && labels.SelectorFromSet(matchLabels).Matches(w.labels) {
+					applying = append(applying, object)
+				}
+			}
+			if len(applying) < 2 {
+				continue
+			}
+			for _, ignored := range applying[1:] {
+				if _, ok := ignoredBy[ignored]; !ok {
+					ignoredBy[ignored] = fmt.Sprintf("%s also selects %s %s and is older, so Istio applies it there and ignores this one",
+						describe(applying[0]), w.kind, w.name)
+				}
+			}
+		}
+		for _, object := range policies {
+			if reason, ok := ignoredBy[object]; ok {
+				a.report(object, CodeConflictingPeerAuthentications, field.NewPath("spec", "selector", "matchLabels"), "%s", reason)
+			}
+		}
+	}
+}
+
+// olderFirst orders competing objects as Istio does: by creation time, then namespace and name.
+func olderFirst(x, y *config.Object) int {
+	return cmp.Or(
+		x.Object.GetCreationTimestamp().Compare(y.Object.GetCreationTimestamp().Time),
+		cmp.Compare(x.Namespace(), y.Namespace()),
+		cmp.Compare(x.Name(), y.Name()),
+	)
+}
+
+// describe names an object for messages: "Kind namespace/name", and where it was read from.
+func describe(object *config.Object) string {
+	text := object.Kind + " " + object.Ref()
+	if source := object.Source.String(); source != "" {
+		text += " (" + source + ")"
+	}
+	return text
 }

@@ -274,9 +274,9 @@ spec:
     - destination: {host: reviews, subset: v1}
       weigth: 50
 ---
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-all, namespace: bookinfo}
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: bookinfo}
 spec: {}
 ---
 apiVersion: networking.istio.io/v1
@@ -299,7 +299,7 @@ spec:
 		"in.yaml:60 Warning MP0151 VirtualService bookinfo/reviews spec.http[0].route", // the misspelt weight counts as 0
 		"in.yaml:61 Error MP1001 VirtualService bookinfo/reviews spec.http[0].route[0].destination.subset",
 		"in.yaml:64 Error MP0002 VirtualService bookinfo/reviews spec.http[0].route[1].weigth",
-		"in.yaml:66 Warning MP0003 AuthorizationPolicy bookinfo/deny-all ",
+		"in.yaml:66 Warning MP0003 Telemetry bookinfo/mesh-default ",
 		"in.yaml:71 Warning MP0004 DestinationRule bookinfo/reviews ",
 	}
 	if !slices.Equal(got, want) {

@@ -57,10 +57,13 @@ func HasErrors(findings []Finding) bool {
 	return slices.ContainsFunc(findings, func(f Finding) bool { return f.Severity() == Error })
 }
 
-// Check reports everything wrong with loaded input: problems found while loading, each
+// Check is CheckWith without knowing the mesh's root namespace.
+func Check(loaded *config.Result) []Finding { return CheckWith(loaded, Options{}) }
+
+// CheckWith reports everything wrong with loaded input: problems found while loading, each
 // object's own validation, objects defined twice, and the analysis of all objects together.
 // Findings are sorted.
-func Check(loaded *config.Result) []Finding {
+func CheckWith(loaded *config.Result, opts Options) []Finding {
 	var findings []Finding
 	for _, problem := range loaded.Problems {
 		findings = append(findings, Finding{
@@ -87,7 +90,7 @@ func Check(loaded *config.Result) []Finding {
 			seen[key] = object
 		}
 	}
-	findings = append(findings, Analyze(loaded.Objects)...)
+	findings = append(findings, AnalyzeWith(loaded.Objects, opts)...)
 	SortFindings(findings)
 	return findings
 }

@@ -1,7 +1,8 @@
-// Package validation checks Istio networking objects: each object on its own (Validate, what an
-// admission webhook can decide from the object alone) and all objects together (Analyze:
-// references between them and to Services and workloads). Findings carry stable codes, listed
-// with their meaning in codes.go.
+// Package validation checks Istio configuration objects, the networking.istio.io kinds and the
+// security.istio.io ones (PeerAuthentication, AuthorizationPolicy, RequestAuthentication): each
+// object on its own (Validate, what an admission webhook can decide from the object alone) and
+// all objects together (Analyze: references between them and to Services and workloads,
+// policies that compete). Findings carry stable codes, listed with their meaning in codes.go.
 //
 // The rules follow what Istio itself enforces, learnt from its documentation and webhook, and
 // what Envoy would reject. Where Istio admits a suspicious object (weights that do not add up to
@@ -20,12 +21,13 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// Validate returns what is wrong with one Istio networking object on its own: the errors for
+// Validate returns what is wrong with one Istio configuration object on its own: the errors for
 // which an admission webhook rejects it. Objects of other types have no errors.
 func Validate(obj runtime.Object) field.ErrorList {
 	errs, _ := ValidateWithWarnings(obj)
@@ -78,6 +80,15 @@ func validateObject(obj runtime.Object) []issue {
 	case *networkingv1.Sidecar:
 		v.namespace = o.Namespace
 		v.sidecar(&o.Spec)
+	case *securityv1.PeerAuthentication:
+		v.namespace = o.Namespace
+		v.peerAuthentication(&o.Spec)
+	case *securityv1.AuthorizationPolicy:
+		v.namespace = o.Namespace
+		v.authorizationPolicy(&o.Spec, o.Annotations)
+	case *securityv1.RequestAuthentication:
+		v.namespace = o.Namespace
+		v.requestAuthentication(&o.Spec)
 	}
 	return v.issues
 }
