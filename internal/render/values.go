@@ -61,6 +61,8 @@ type meshConfigValues struct {
 	OutboundTrafficPolicy v1alpha1.OutboundTrafficPolicy `json:"outboundTrafficPolicy"`
 	AccessLogging         accessLoggingValues            `json:"accessLogging"`
 	DiscoverySelectors    []metav1.LabelSelector         `json:"discoverySelectors"`
+	// ExtensionProviders have Istio's shape in the API and in mesh.yaml.
+	ExtensionProviders []v1alpha1.ExtensionProvider `json:"extensionProviders,omitempty"`
 }
 
 type accessLoggingValues struct {
@@ -125,6 +127,7 @@ func controlPlaneValues(revision string, spec *v1alpha1.MeshControlPlaneSpec, re
 			},
 			// Never null in mesh.yaml: an empty list means "all namespaces".
 			DiscoverySelectors: append([]metav1.LabelSelector{}, spec.MeshConfig.DiscoverySelectors...),
+			ExtensionProviders: spec.MeshConfig.ExtensionProviders,
 		},
 	}
 }
