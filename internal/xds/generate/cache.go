@@ -525,11 +525,12 @@ func (c *Cache) sidecarResources(w *worldEntry, proxy *model.Proxy) (xds.Resourc
 	var key strings.Builder
 	key.WriteString("virtual-inbound\x00")
 	key.WriteString(wildcard)
-	fmt.Fprintf(&key, "\x00%d", passthroughMode)
+	sec := inboundSecurityFor(world, proxy)
+	fmt.Fprintf(&key, "\x00%d\x00%s", passthroughMode, sec.key())
 	for _, wp := range inbound {
 		fmt.Fprintf(&key, "\x00%d/%s/%d", wp.Port, wp.Protocol, wp.MTLS)
 	}
-	v, err = w.get(key.String(), func() (any, error) { return virtualInboundListener(wildcard, inbound, passthroughMode) })
+	v, err = w.get(key.String(), func() (any, error) { return virtualInboundListener(wildcard, inbound, passthroughMode, sec) })
 	if err != nil {
 		return nil, err
 	}
@@ -670,11 +671,12 @@ func (c *Cache) grpcResources(w *worldEntry, proxy *model.Proxy) (xds.Resources,
 
 	ip := proxyIP(proxy)
 	serverPorts, _ := inboundModes(w.world, proxy, workloadPorts(w.world, ip))
+	sec := inboundSecurityFor(w.world, proxy)
 	var server []types.Resource
 	for _, wp := range serverPorts {
 		for _, host := range grpcServerHosts(ip) {
-			l, err := w.get(fmt.Sprintf("grpc-server\x00%s\x00%d", hostPort(host, wp.Port), wp.MTLS), func() (any, error) {
-				return grpcServerListener(host, wp.Port, wp.MTLS, c.meshSources(w))
+			l, err := w.get(fmt.Sprintf("grpc-server\x00%s\x00%d\x00%s", hostPort(host, wp.Port), wp.MTLS, sec.key()), func() (any, error) {
+				return grpcServerListener(host, wp.Port, wp.MTLS, c.meshSources(w), sec)
 			})
 			if err != nil {
 				return nil, err

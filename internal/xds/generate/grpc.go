@@ -77,7 +77,7 @@ func grpcResources(world *model.World, proxy *model.Proxy) (xds.Resources, error
 	meshSources := meshSourceIPs(world)
 	for _, wp := range serverPorts {
 		for _, host := range serverHosts {
-			l, err := grpcServerListener(host, wp.Port, wp.MTLS, meshSources)
+			l, err := grpcServerListener(host, wp.Port, wp.MTLS, meshSources, inboundSecurityFor(world, proxy))
 			if err != nil {
 				return nil, err
 			}

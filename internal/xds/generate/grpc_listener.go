@@ -29,10 +29,11 @@ func grpcClientListener(name string) (*listenerv3.Listener, error) {
 // host:port asks for (named by GRPCServerListenerTemplate): that socket
 // address, no listener filters (grpc-go rejects them), and one filter chain
 // whose HttpConnectionManager has an inline route configuration accepting
-// every RPC with a NonForwardingAction; mesh mTLS on the chain as the
+// every RPC with a NonForwardingAction after the authorization filters
+// grpc-go honours (RBAC); mesh mTLS on the chain as the
 // port's PeerAuthentication mode says (the server's xDS credentials use
 // their fallback on a chain without TLS).
-func grpcServerListener(host string, port int32, mode model.MTLSMode, meshSources []string) (*listenerv3.Listener, error) {
+func grpcServerListener(host string, port int32, mode model.MTLSMode, meshSources []string, sec inboundSecurity) (*listenerv3.Listener, error) {
 	name := GRPCServerListenerName(host, port)
 	rc := &routev3.RouteConfiguration{
 		Name: InboundClusterName(port),
@@ -46,7 +47,13 @@ func grpcServerListener(host string, port int32, mode model.MTLSMode, meshSource
 			}},
 		}},
 	}
-	f, err := hcmFilter(inlineHCM(name, rc))
+	authz, err := sec.httpFilters(uint32(port))
+	if err != nil {
+		return nil, err
+	}
+	hcm := inlineHCM(name, rc)
+	hcm.HttpFilters = append(authz, routerFilter)
+	f, err := hcmFilter(hcm)
 	if err != nil {
 		return nil, err
 	}

@@ -55,7 +55,7 @@ func GenerateGRPC(world *model.World, proxy *model.Proxy, listenerNames []string
 			if i < 0 {
 				continue
 			}
-			l, err := grpcServerListener(host, port, serverPorts[i].MTLS, meshSourceIPs(world))
+			l, err := grpcServerListener(host, port, serverPorts[i].MTLS, meshSourceIPs(world), inboundSecurityFor(world, proxy))
 			if err != nil {
 				return nil, err
 			}

@@ -6,6 +6,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -27,6 +28,9 @@ var meshLabels = map[string]string{model.TLSModeLabel: model.TLSModeIstio}
 //   - legacy (legacy; HTTP 80): meshed, but its namespace says DISABLE;
 //   - api (shop; HTTP 80): meshed, a DestinationRule forces ISTIO_MUTUAL
 //     with its own subjectAltNames; db (data; TCP 5432): a rule says DISABLE.
+//
+// AuthorizationPolicies: greeter only takes calls from shop/client; web
+// denies /admin/*.
 //
 // PeerAuthentications: mesh-wide STRICT; legacy namespace DISABLE; web's
 // pods PERMISSIVE on port 9090 only (app=web selector); greeter's pods
@@ -98,6 +102,20 @@ func mtlsWorld() *model.World {
 			{Meta: model.Meta{Name: "greeter", Namespace: "shop", CreationUnix: 4}, Spec: &security.PeerAuthentication{
 				Selector: &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "greeter"}},
 				Mtls:     mode(security.PeerAuthentication_MutualTLS_PERMISSIVE),
+			}},
+		},
+		AuthorizationPolicies: []*model.AuthorizationPolicy{
+			{Meta: model.Meta{Name: "greeter-callers", Namespace: "shop", CreationUnix: 7}, Spec: &security.AuthorizationPolicy{
+				Selector: &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "greeter"}},
+				Action:   security.AuthorizationPolicy_ALLOW,
+				Rules: []*security.Rule{{From: []*security.Rule_From{{Source: &security.Source{
+					Principals: []string{"cluster.local/ns/shop/sa/client"},
+				}}}}},
+			}},
+			{Meta: model.Meta{Name: "no-admin", Namespace: "shop", CreationUnix: 8}, Spec: &security.AuthorizationPolicy{
+				Selector: &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "web"}},
+				Action:   security.AuthorizationPolicy_DENY,
+				Rules: []*security.Rule{{To: []*security.Rule_To{{Operation: &security.Operation{Paths: []string{"/admin/*"}}}}}},
 			}},
 		},
 		DestinationRules: []*model.DestinationRule{
@@ -324,5 +342,40 @@ func TestEndpointPushDeclinesMTLSChanges(t *testing.T) {
 	moved.Endpoints[1] = &ep2
 	if _, ok := c.LoadAssignments(w, greeter, &moved); ok {
 		t.Error("an endpoint gaining the mesh proxy label was pushed as endpoints only")
+	}
+}
+
+// The authorization filters reach the inbound HTTP chains of sidecars
+// (before the router) and the listeners of proxyless servers; TCP chains get
+// the network filter.
+func TestInboundChainsCarryAuthorization(t *testing.T) {
+	w := mtlsWorld()
+	res := mustGenerate(t, w, fixtureProxy(w, model.ProxySidecar, "shop", "web-0"))
+	vi := find[*listenerv3.Listener](res, resourcev3.ListenerType, VirtualInboundListener)
+	for _, transport := range []string{"tls", "raw_buffer"} {
+		fc := inboundChain(vi, 9090, transport)
+		hcm := new(hcmv3.HttpConnectionManager)
+		if err := fc.GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, f := range hcm.GetHttpFilters() {
+			names = append(names, f.GetName())
+		}
+		if len(names) < 2 || names[len(names)-1] != "envoy.filters.http.router" || !slices.Contains(names, "istio.authorization.deny") {
+			t.Errorf("9090/%s HTTP filters %q: want the DENY policy before the router", transport, names)
+		}
+	}
+
+	server := mustGenerate(t, w, fixtureProxy(w, model.ProxyGRPC, "shop", "greeter-0"))
+	l := find[*listenerv3.Listener](server, resourcev3.ListenerType, GRPCServerListenerName(greeterIP, 50051))
+	for _, fc := range l.GetFilterChains() {
+		hcm := new(hcmv3.HttpConnectionManager)
+		if err := fc.GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+			t.Fatal(err)
+		}
+		if fs := hcm.GetHttpFilters(); len(fs) != 2 || fs[0].GetName() != "istio.authorization.allow" {
+			t.Errorf("greeter chain %q filters %v: want the ALLOW policy before the router", fc.GetName(), fs)
+		}
 	}
 }

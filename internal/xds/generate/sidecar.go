@@ -56,7 +56,7 @@ func sidecarResources(world *model.World, proxy *model.Proxy) (xds.Resources, er
 	}
 
 	inbound, passthroughMode := inboundModes(world, proxy, workloadPorts(world, ip))
-	l, err = virtualInboundListener(wildcard, inbound, passthroughMode)
+	l, err = virtualInboundListener(wildcard, inbound, passthroughMode, inboundSecurityFor(world, proxy))
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshplane/meshplane/internal/model"
@@ -142,12 +143,11 @@ func speaksTLS(svc *model.Service, port int32) bool {
 // port) sends it to inbound|<port>||: HTTP ports through an
 // HttpConnectionManager, the others through a TCP proxy. Connections to
 // other ports pass through to the workload unchanged.
-func virtualInboundListener(wildcard string, ports []workloadPort, passthrough model.MTLSMode) (*listenerv3.Listener, error) {
+func virtualInboundListener(wildcard string, ports []workloadPort, passthrough model.MTLSMode, sec inboundSecurity) (*listenerv3.Listener, error) {
 	chains := make([]*listenerv3.FilterChain, 0, 2*len(ports)+2)
 	for _, wp := range ports {
 		cluster := InboundClusterName(wp.Port)
-		var f *listenerv3.Filter
-		var err error
+		var filters []*listenerv3.Filter
 		if wp.Protocol.IsHTTP() {
 			rc := &routev3.RouteConfiguration{
 				Name: cluster,
@@ -157,25 +157,47 @@ func virtualInboundListener(wildcard string, ports []workloadPort, passthrough m
 					Routes:  []*routev3.Route{routeTo(cluster)},
 				}},
 			}
-			f, err = hcmFilter(inlineHCM("inbound_0.0.0.0_"+itoa(wp.Port), rc))
+			authz, err := sec.httpFilters(uint32(wp.Port))
+			if err != nil {
+				return nil, err
+			}
+			hcm := inlineHCM("inbound_0.0.0.0_"+itoa(wp.Port), rc)
+			hcm.HttpFilters = append(authz, routerFilter)
+			// Paths are matched by authorization rules: /a/../admin must
+			// be seen as /admin.
+			hcm.NormalizePath = trueValue
+			f, err := hcmFilter(hcm)
+			if err != nil {
+				return nil, err
+			}
+			filters = []*listenerv3.Filter{f}
 		} else {
-			f, err = tcpProxyFilter(cluster)
-		}
-		if err != nil {
-			return nil, err
+			authz, err := sec.networkFilters(uint32(wp.Port))
+			if err != nil {
+				return nil, err
+			}
+			f, err := tcpProxyFilter(cluster)
+			if err != nil {
+				return nil, err
+			}
+			filters = append(authz, f)
 		}
 		port := wrapperspb.UInt32(uint32(wp.Port))
-		pc, err := inboundChains(cluster, port, wp.MTLS, f)
+		pc, err := inboundChains(cluster, port, wp.MTLS, filters)
 		if err != nil {
 			return nil, err
 		}
 		chains = append(chains, pc...)
 	}
+	authz, err := sec.networkFilters(0)
+	if err != nil {
+		return nil, err
+	}
 	f, err := tcpProxyFilter(InboundPassthroughCluster)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := inboundChains(InboundPassthroughCluster, nil, passthrough, f)
+	pc, err := inboundChains(InboundPassthroughCluster, nil, passthrough, append(authz, f))
 	if err != nil {
 		return nil, err
 	}
@@ -199,30 +221,30 @@ func virtualInboundListener(wildcard string, ports []workloadPort, passthrough m
 // plaintext; PERMISSIVE terminates mesh mTLS when the client speaks TLS
 // (the TLS inspector tells) and takes plaintext otherwise; STRICT terminates
 // mesh mTLS and refuses plaintext (sent to the black hole, so it never
-// reaches the workload). filter is the chain's terminal filter, shared.
+// reaches the workload). filters end with the chain's terminal filter.
 //
 // The TLS chain requires a client certificate of the mesh CA; TLS the
 // application itself speaks to the port is refused unless the port is
 // DISABLE (portLevelMtls), since Meshplane tells mesh mTLS by transport
 // only, not by Istio's ALPN markers.
-func inboundChains(name string, port *wrapperspb.UInt32Value, mode model.MTLSMode, filter *listenerv3.Filter) ([]*listenerv3.FilterChain, error) {
+func inboundChains(name string, port *wrapperspb.UInt32Value, mode model.MTLSMode, filters []*listenerv3.Filter) ([]*listenerv3.FilterChain, error) {
 	if mode == model.MTLSDisable {
 		var match *listenerv3.FilterChainMatch
 		if port != nil {
 			match = &listenerv3.FilterChainMatch{DestinationPort: port}
 		}
-		return []*listenerv3.FilterChain{{Name: name, FilterChainMatch: match, Filters: []*listenerv3.Filter{filter}}}, nil
+		return []*listenerv3.FilterChain{{Name: name, FilterChainMatch: match, Filters: filters}}, nil
 	}
 	tlsChain := &listenerv3.FilterChain{
 		Name:             name + "-mtls",
 		FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: port, TransportProtocol: "tls"},
-		Filters:          []*listenerv3.Filter{filter},
+		Filters:          filters,
 		TransportSocket:  meshDownstreamTLS(false),
 	}
 	plain := &listenerv3.FilterChain{
 		Name:             name,
 		FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: port, TransportProtocol: "raw_buffer"},
-		Filters:          []*listenerv3.Filter{filter},
+		Filters:          filters,
 	}
 	if mode == model.MTLSStrict {
 		refuse, err := tcpProxyFilter(BlackHoleCluster)
@@ -233,6 +255,56 @@ func inboundChains(name string, port *wrapperspb.UInt32Value, mode model.MTLSMod
 		plain.Filters = []*listenerv3.Filter{refuse}
 	}
 	return []*listenerv3.FilterChain{tlsChain, plain}, nil
+}
+
+// inboundSecurity builds the authorization (and request authentication)
+// filters of one proxy's inbound chains: the policies that apply to its
+// workload (istio_authz.go) in the proxy's view of the world.
+type inboundSecurity struct {
+	world *model.World
+	ns    string
+	wl    *model.Workload
+	grpc  bool
+}
+
+func inboundSecurityFor(world *model.World, proxy *model.Proxy) inboundSecurity {
+	return inboundSecurity{world: world, ns: proxyNamespace(proxy), wl: proxy.Workload, grpc: proxy.Type == model.ProxyGRPC}
+}
+
+// applies reports whether any authorization or request authentication may
+// shape the filters (else they are empty for every proxy).
+func (s inboundSecurity) applies() bool {
+	return len(s.world.Config.AuthorizationPolicies) > 0 || len(s.world.Config.RequestAuthentications) > 0
+}
+
+// key identifies what the filters depend on beyond the world: the proxy's
+// namespace and labels.
+func (s inboundSecurity) key() string {
+	if !s.applies() {
+		return ""
+	}
+	var labels map[string]string
+	if s.wl != nil {
+		labels = s.wl.Labels
+	}
+	return s.ns + "\x00" + labelsKey(labels)
+}
+
+func (s inboundSecurity) httpFilters(port uint32) ([]*hcmv3.HttpFilter, error) {
+	if !s.applies() {
+		return nil, nil
+	}
+	if s.grpc {
+		return grpcServerSecurityHTTPFilters(s.world, s.ns, s.wl, port)
+	}
+	return inboundSecurityHTTPFilters(s.world, s.ns, s.wl, port)
+}
+
+func (s inboundSecurity) networkFilters(port uint32) ([]*listenerv3.Filter, error) {
+	if !s.applies() {
+		return nil, nil
+	}
+	return inboundSecurityNetworkFilters(s.world, s.ns, s.wl, port)
 }
 
 // refusesPlaintext reports whether some inbound chain is STRICT (its
