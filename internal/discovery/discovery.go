@@ -462,6 +462,13 @@ func (d *Discovery) SetMesh(mesh model.MeshConfig, selectors []metav1.LabelSelec
 	return nil
 }
 
+// SetJWKS hands discovery the key sets fetched for the RequestAuthentications'
+// jwksUri (internal/jwks), by URI; the next World carries them in
+// Config.JWKS. The map must not be modified afterwards.
+func (d *Discovery) SetJWKS(keys map[string]string) {
+	d.apply(func(x *index) { x.setJWKS(keys) })
+}
+
 // BuildWorld converts a fixed set of objects (*corev1.Service,
 // *discoveryv1.EndpointSlice, *corev1.Pod, *corev1.Namespace, *corev1.Node,
 // *corev1.Secret, the networking.istio.io/v1 *VirtualService,

@@ -113,6 +113,9 @@ type index struct {
 	config           model.Config
 	configDirty      bool
 	credentialsDirty bool
+	// jwks are the key sets fetched for RequestAuthentications' jwksUri
+	// (set from outside: discovery never does I/O beyond the API server).
+	jwks map[string]string
 
 	// changed: the next build must produce a new World.
 	changed bool
@@ -212,6 +215,16 @@ func (x *index) invalidateService(k objKey) {
 }
 
 // setMesh applies a new mesh config and discovery selectors.
+// setJWKS replaces the fetched key sets (by jwksUri). The map is the
+// caller's and is never modified.
+func (x *index) setJWKS(keys map[string]string) {
+	if maps.Equal(keys, x.jwks) {
+		return
+	}
+	x.jwks = keys
+	x.configDirty, x.changed = true, true
+}
+
 func (x *index) setMesh(mesh model.MeshConfig, selectors []labels.Selector) {
 	if mesh.DomainSuffix == "" {
 		mesh.DomainSuffix = DefaultDomainSuffix
@@ -708,6 +721,7 @@ func (x *index) build() *model.World {
 			RequestAuthentications: x.requestAuthentications.inScope(x.scoped),
 
 			Credentials: x.config.Credentials,
+			JWKS:        x.jwks,
 		}
 		x.configDirty = false
 	}

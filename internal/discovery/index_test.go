@@ -900,3 +900,23 @@ func BenchmarkWorldRebuild(b *testing.B) {
 		i++
 	}
 }
+
+// Fetched key sets reach the World's config; the same sets again are no
+// change (no new World, no push).
+func TestJWKSReachTheWorld(t *testing.T) {
+	x := newIndex(model.MeshConfig{}, nil)
+	first := x.build()
+	keys := map[string]string{"https://issuer.example/jwks": `{"keys":[]}`}
+	x.setJWKS(keys)
+	w := x.build()
+	if w == first || w.Config.JWKS["https://issuer.example/jwks"] != `{"keys":[]}` {
+		t.Fatalf("JWKS not in the new World: %v", w.Config.JWKS)
+	}
+	x.setJWKS(map[string]string{"https://issuer.example/jwks": `{"keys":[]}`})
+	if x.changed {
+		t.Error("equal key sets marked the index changed")
+	}
+	if x.build() != w {
+		t.Error("equal key sets built a new World")
+	}
+}
