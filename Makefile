@@ -69,5 +69,6 @@ BENCH_CLIENTS ?= 200,1000,2000
 BENCH_FLAGS   ?=
 
 .PHONY: bench
-bench: k8s-bins ## Benchmark meshd's control plane: 1000 Services, N simulated Envoys (BENCH_CLIENTS=200,1000,2000; BENCH_FLAGS=-cpuprofile=/tmp/cp).
+bench: k8s-bins ## Benchmark meshd: xDS with 1000 Services and N simulated Envoys (BENCH_CLIENTS=200,1000,2000; BENCH_FLAGS=-cpuprofile=/tmp/cp), then CSR signing throughput and TokenReview caching.
 	go run ./test/bench -clients $(BENCH_CLIENTS) $(BENCH_FLAGS)
+	go test -run '^$$' -bench 'Sign|CreateCertificate' -benchtime 2s ./internal/ca/ ./internal/certservice/
