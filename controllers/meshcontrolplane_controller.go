@@ -19,6 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/meshplane/meshplane/api/v1alpha1"
@@ -99,6 +101,7 @@ func (r *MeshControlPlaneReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		r.reconcileNamespaceOwnership,
 		r.reconcileNamespace,
 		r.reconcileIstioCRDs,
+		r.reconcileCA,
 		r.reconcileManifests,
 	} {
 		res, err := phase(ctx, s)
@@ -117,6 +120,8 @@ type scope struct {
 	desired []*unstructured.Unstructured
 	// refusal, when set, is why the spec is not acted upon (Reconciled=False).
 	refusal *metav1.Condition
+	// ca is what reconcileCA found; nil when it did not run.
+	ca *caCheck
 	// stop ends the phases without an error: the spec was refused.
 	stop bool
 }
@@ -280,6 +285,11 @@ func (r *MeshControlPlaneReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		b = b.Owns(kind.newObject(), builder.WithPredicates(contentChanged()))
 	}
+	// Fixing or breaking a CA Secret changes CAReady. Metadata only: the cache
+	// holds no Secret data (TrimSecretMetadata drops the annotations that may);
+	// reconcileCA reads the one Secret it needs, uncached.
+	b = b.WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.meshesUsingSecret),
+		builder.WithPredicates(predicate.ResourceVersionChangedPredicate{}))
 	return b.Complete(r)
 }
 

@@ -60,6 +60,7 @@ func (r *MeshControlPlaneReconciler) computeStatus(ctx context.Context, s *scope
 	installed.setControlPlaneCondition(mcp)
 	installed.setGatewaysCondition(mcp)
 	installed.setInjectorCondition(mcp)
+	setCACondition(mcp, s.ca)
 	setReadyCondition(mcp)
 	mcp.Status.State = stateOf(mcp)
 	if reconcileErr == nil {
@@ -245,6 +246,20 @@ func (cs *components) setInjectorCondition(mcp *v1alpha1.MeshControlPlane) {
 	}
 }
 
+// setCACondition reports what reconcileCA found. When it did not run (the spec
+// was refused, an earlier phase failed), the last finding stands, with the
+// generation it was made for; the first time, CAReady is Unknown.
+func setCACondition(mcp *v1alpha1.MeshControlPlane, check *caCheck) {
+	if check == nil {
+		if meta.FindStatusCondition(mcp.Status.Conditions, v1alpha1.ConditionCAReady) == nil {
+			setCondition(mcp, v1alpha1.ConditionCAReady, metav1.ConditionUnknown, v1alpha1.ReasonCANotChecked,
+				"The CA has not been checked yet; see the Reconciled condition")
+		}
+		return
+	}
+	setCondition(mcp, v1alpha1.ConditionCAReady, check.status, check.reason, check.message)
+}
+
 func setReadyCondition(mcp *v1alpha1.MeshControlPlane) {
 	if !meta.IsStatusConditionTrue(mcp.Status.Conditions, v1alpha1.ConditionReconciled) {
 		setCondition(mcp, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNotReconciled,
@@ -252,7 +267,8 @@ func setReadyCondition(mcp *v1alpha1.MeshControlPlane) {
 		return
 	}
 	var notReady []string
-	for _, t := range []string{v1alpha1.ConditionControlPlaneReady, v1alpha1.ConditionInjectorReady, v1alpha1.ConditionGatewaysReady} {
+	for _, t := range []string{v1alpha1.ConditionCAReady, v1alpha1.ConditionControlPlaneReady,
+		v1alpha1.ConditionInjectorReady, v1alpha1.ConditionGatewaysReady} {
 		if !meta.IsStatusConditionTrue(mcp.Status.Conditions, t) {
 			notReady = append(notReady, t)
 		}

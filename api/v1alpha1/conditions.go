@@ -5,7 +5,7 @@ const (
 	// ConditionReconciled is True when the last reconcile applied the whole desired
 	// state without error.
 	ConditionReconciled = "Reconciled"
-	// ConditionReady is True when Reconciled and every component condition is True.
+	// ConditionReady is True when Reconciled, CAReady and every component condition are True.
 	ConditionReady = "Ready"
 	// ConditionControlPlaneReady is True when the meshd Deployment has rolled out and is available.
 	ConditionControlPlaneReady = "ControlPlaneReady"
@@ -14,6 +14,10 @@ const (
 	ConditionInjectorReady = "InjectorReady"
 	// ConditionGatewaysReady is True when every gateway Deployment has rolled out and is available.
 	ConditionGatewaysReady = "GatewaysReady"
+	// ConditionCAReady is True when the CA that spec.ca selects can be used: its
+	// Secret holds a valid bundle (SelfSigned, Provided) or its cert-manager
+	// issuer exists (CertManager).
+	ConditionCAReady = "CAReady"
 )
 
 // Condition reasons.
@@ -35,6 +39,21 @@ const (
 	ReasonNotReconciled              = "NotReconciled"
 	ReasonWaitingForFirstReconcile   = "WaitingForFirstReconcile"
 	ReasonDeleting                   = "Deleting"
+
+	// CAReady reasons.
+	ReasonCAValid   = "CAValid"   // the CA Secret holds a valid bundle
+	ReasonCAInvalid = "CAInvalid" // the message names the Secret key at fault and why
+	// ReasonCASecretMissing: the Provided CA's Secret does not exist.
+	ReasonCASecretMissing = "CASecretMissing"
+	// ReasonCANotChecked: the reconcile stopped before the CA was looked at.
+	ReasonCANotChecked = "CANotChecked"
+	// ReasonCertManagerNotInstalled: the API server does not serve the issuer's kind.
+	ReasonCertManagerNotInstalled = "CertManagerNotInstalled"
+	ReasonIssuerNotFound          = "IssuerNotFound"
+	ReasonIssuerFound             = "IssuerFound"
+	// ReasonIssuerNotChecked: the operator may not read the issuer (an external
+	// issuer's group it has no RBAC for).
+	ReasonIssuerNotChecked = "IssuerNotChecked"
 )
 
 // State is a one-word summary of the conditions, for people and printcolumns; it

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -73,6 +74,10 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	for _, obj := range controllers.ManagedObjects() {
 		byObject[obj] = cache.ByObject{Label: ours}
 	}
+	// The CA watch sees every Secret's metadata (the user's Provided CA is
+	// not ours to label); the transform keeps annotations, which may hold a
+	// copy of the data, out of the cache.
+	byObject[&corev1.Secret{}] = cache.ByObject{Transform: controllers.TrimSecretMetadata}
 	shutdown := opts.GracefulShutdownTimeout
 	if shutdown == 0 {
 		shutdown = 30 * time.Second
