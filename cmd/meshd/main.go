@@ -1,9 +1,11 @@
 // Command meshd is the Meshplane control plane.
 //
-// This release loads the mesh config, serves xDS (plaintext, also on the port
-// meant for mTLS), the monitoring endpoints (/healthz, /ready, /metrics) and the
-// validating admission webhook (/validate). The CA and the sidecar injector
-// webhook are not implemented yet; `meshd --help` says what is missing.
+// This release loads the mesh config, serves xDS (plaintext, and over TLS for
+// authenticated callers), runs the mesh CA (Istio's certificate service on the
+// TLS port, the root published to every namespace), serves the monitoring
+// endpoints (/healthz, /ready, /metrics) and the validating admission webhook
+// (/validate). The sidecar injector webhook is not implemented yet; `meshd
+// --help` says so.
 package main
 
 import (

@@ -7,12 +7,18 @@ import (
 	"path/filepath"
 	"testing"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/meshplane/meshplane/internal/istiocrd"
 	"github.com/meshplane/meshplane/test/harness"
 )
 
-// kubeconfigPath reaches the real API server (envtest) meshd watches in these tests.
-var kubeconfigPath string
+// kubeconfigPath reaches the real API server (envtest) meshd watches in these tests;
+// apiConfig is the tests' own way there (cluster-admin).
+var (
+	kubeconfigPath string
+	apiConfig      *rest.Config
+)
 
 func TestMain(m *testing.M) {
 	env, cfg, err := harness.StartEnvtest()
@@ -20,6 +26,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "starting envtest:", err)
 		os.Exit(1)
 	}
+	apiConfig = cfg
 	// The webhook test writes VirtualServices.
 	crds, err := istiocrd.CRDs()
 	if err == nil {

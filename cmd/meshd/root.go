@@ -22,8 +22,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/meshplane/meshplane/api/v1alpha1"
 	"github.com/meshplane/meshplane/internal/controlplane"
 	"github.com/meshplane/meshplane/internal/meshd"
+	"github.com/meshplane/meshplane/internal/rootcert"
+	"github.com/meshplane/meshplane/internal/webhook"
 	"github.com/meshplane/meshplane/internal/xds/server"
 )
 
@@ -47,8 +50,9 @@ What this release does:
     Envoy gateways and proxyless gRPC applications.
   - serves on --monitoring-addr:
       /healthz             liveness: 200 while the process is up
-      /ready               readiness: 200 once the mesh config has loaded and
-                           discovery has synced; 503 and the reason otherwise
+      /ready               readiness: 200 once the mesh config has loaded,
+                           discovery has synced and the mesh CA has loaded;
+                           503 and the reason otherwise
       /metrics             Prometheus metrics (meshd_build_info, meshd_xds_*, ...)
       /debug/syncz         every connected proxy: type, sent and acked versions
       /debug/config_dump?proxy=<id>  the resources last sent to a proxy
@@ -65,16 +69,28 @@ What this release does:
     translates it for every proxy; with --write-status (the default) it
     writes each object's status (validationMessages with finding codes and a
     Reconciled condition) and a Warning event when a problem first appears.
+  - runs the mesh CA the mesh config's "ca" selects. SelfSigned reads the
+    Secret ` + v1alpha1.SelfSignedCASecretName + ` in --namespace (the operator creates it);
+    Provided reads ca.provided.secretName there. The Secret is watched: a
+    valid change (a new intermediate under the same root) signs from then on,
+    an invalid one is logged and the CA loaded before keeps signing. /ready is
+    503 until a valid CA has loaded, and says why. "ca" and "trustDomain" are
+    read from the first mesh config loaded; a later change of them is logged
+    and applies when meshd restarts.
+  - publishes the mesh root to every namespace in scope (discoverySelectors,
+    plus --namespace) as the ConfigMap ` + rootcert.ConfigMapName + `, key ` + rootcert.DataKey + `.
+  - serves on --secure-xds-addr, over TLS with a certificate from the mesh CA
+    for --secure-xds-dns-names: Istio's certificate service (workloads
+    authenticate with a service-account token, audience istio-ca, checked by
+    TokenReview; certificates carry only their SPIFFE identity) and the same
+    xDS as --xds-addr, for callers with a mesh client certificate or such a
+    token.
+    With ca.type CertManager this port is NOT served (meshd has no
+    certificate for its DNS names then) and no root is published.
 
-` + notImplemented + ` (they come in later releases):
-  - xDS over mTLS: --secure-xds-addr serves the same xDS in PLAINTEXT until the
-    CA exists (it has no certificates to present yet).
-  - the CA: no workload certificates are signed; the mesh config's "ca" is
-    only parsed and validated.
+` + notImplemented + ` (it comes in a later release):
   - the sidecar injector webhook: --webhook-addr serves /validate only;
-    /inject answers 404.
-These flags are accepted so that deployments can already pass them; meshd logs
-one line per address it does not serve.`
+    /inject answers 404. meshd logs a line saying so at start-up.`
 
 type options struct {
 	meshConfig     string
@@ -83,6 +99,8 @@ type options struct {
 	monitoringAddr string
 	xdsAddr        string
 	secureXDSAddr  string
+	namespace      string
+	secureDNSNames []string
 	webhookAddr    string
 	kubeconfig     string
 	debounceQuiet  time.Duration
@@ -103,7 +121,7 @@ func newRootCommand() *cobra.Command {
 	o := &options{}
 	cmd := &cobra.Command{
 		Use:   "meshd",
-		Short: "Meshplane control plane (this release: discovery, plaintext xDS and the validating webhook; mTLS xDS, the CA and the injector webhook are not implemented yet)",
+		Short: "Meshplane control plane (this release: discovery, xDS, the mesh CA and the validating webhook; the injector webhook is not implemented yet)",
 		Long:  longHelp,
 		Args:  cobra.NoArgs,
 		// Errors are printed once, by main; a runtime error is not a usage error.
@@ -137,7 +155,13 @@ func newRootCommand() *cobra.Command {
 	f.StringVar(&o.xdsAddr, "xds-addr", ":15010",
 		"address of the plaintext xDS server (ADS)")
 	f.StringVar(&o.secureXDSAddr, "secure-xds-addr", ":15012",
-		"address of the xDS server meant for mTLS; "+notImplemented+": serves plaintext xDS until the CA exists")
+		"address of the TLS server for xDS (callers with a mesh client certificate or a service-account token) "+
+			"and Istio's certificate service; not served with ca.type CertManager")
+	f.StringSliceVar(&o.secureDNSNames, "secure-xds-dns-names", nil,
+		"DNS names of meshd's certificate on --secure-xds-addr, which clients verify; "+
+			"empty: <webhook-service>.<namespace>.svc and <webhook-service>.<namespace>.svc.cluster.local")
+	f.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"),
+		"meshd's namespace, the mesh root namespace: the CA Secret is read there (default: $POD_NAMESPACE, else "+defaultNamespace+")")
 	f.StringVar(&o.webhookAddr, "webhook-addr", ":15017",
 		"address of the admission webhooks, served over TLS: /validate checks Istio networking config; "+
 			"the sidecar injector (/inject) is "+notImplemented)
@@ -147,9 +171,10 @@ func newRootCommand() *cobra.Command {
 	f.StringSliceVar(&o.webhookDNSNames, "webhook-dns-names", nil,
 		"more DNS names for the self-signed webhook certificate, besides <webhook-service>.<namespace>.svc and .svc.cluster.local")
 	f.StringVar(&o.webhookService, "webhook-service", "meshd",
-		"name of meshd's Service, which the webhook configurations call; names the self-signed certificate")
+		"name of meshd's Service, which the webhook configurations call; names the self-signed webhook certificate "+
+			"and, by default, the certificate on --secure-xds-addr")
 	f.StringVar(&o.webhookServiceNamespace, "webhook-service-namespace", "",
-		"namespace of meshd's Service; $POD_NAMESPACE when empty, else "+defaultNamespace)
+		"namespace of meshd's Service, for the self-signed webhook certificate; --namespace when empty")
 	f.StringVar(&o.webhookConfigName, "webhook-config-name", "",
 		"ValidatingWebhookConfiguration whose webhooks' caBundle meshd keeps trusting its self-signed CA "+
 			"(a server-side apply of those fields only); empty: none is patched. Not with --webhook-cert-dir")
@@ -221,6 +246,12 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 	if err := checkWebhookFlags(o); err != nil {
 		return err
 	}
+	if o.namespace == "" {
+		o.namespace = defaultNamespace
+	}
+	if len(o.secureDNSNames) == 0 {
+		o.secureDNSNames = webhook.ServiceDNSNames(o.webhookService, o.namespace)
+	}
 
 	// JSON lines; no stack traces on errors, which here are about files and
 	// flags, not about code.
@@ -228,9 +259,8 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 	ctrllog.SetLogger(logger)
 	log := logger.WithName("meshd")
 
-	log.Info("starting meshd", "version", version, "revision", o.revision, "meshConfig", o.meshConfig)
+	log.Info("starting meshd", "version", version, "revision", o.revision, "meshConfig", o.meshConfig, "namespace", o.namespace)
 	log.Info(notImplemented+": not serving the sidecar injector webhook (/inject) on --webhook-addr; it comes in a later release", "addr", o.webhookAddr)
-	log.Info(notImplemented + ": no CA; workload certificates are not signed; the CA comes in a later release")
 
 	// The first SIGTERM or SIGINT starts a graceful shutdown; once it has, the
 	// signals get their default behaviour back, so a second one ends meshd at once.
@@ -264,6 +294,8 @@ func run(ctx context.Context, o *options, logOut io.Writer) error {
 		RestConfig:           restConfig,
 		XDSAddr:              o.xdsAddr,
 		SecureXDSAddr:        o.secureXDSAddr,
+		Namespace:            o.namespace,
+		ServingDNSNames:      o.secureDNSNames,
 		Debounce:             server.Debounce{Quiet: o.debounceQuiet, Max: o.debounceMax, EndpointQuiet: o.debounceEPs},
 		Registry:             srv.Registry(),
 		Logger:               log,

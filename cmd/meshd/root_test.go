@@ -10,6 +10,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshplane/meshplane/api/v1alpha1"
+	"github.com/meshplane/meshplane/internal/ca"
 )
 
 const waitFor = 10 * time.Second
@@ -50,23 +57,36 @@ func TestHelpSaysWhatIsNotImplemented(t *testing.T) {
 	}
 	for _, want := range []string{
 		"NOT IMPLEMENTED YET",
-		"--secure-xds-addr serves the same xDS in PLAINTEXT until the",
-		"the CA: no workload certificates are signed",
 		"the sidecar injector webhook: --webhook-addr serves /validate only",
 		"/healthz", "/ready", "/metrics", "/debug/syncz", "/debug/config_dump",
+		// The CA and the TLS port are served now, and said to be.
+		"Secret meshplane-ca in --namespace",
+		"ConfigMap meshplane-ca-root-cert, key root-cert.pem",
+		"serves on --secure-xds-addr, over TLS",
+		"With ca.type CertManager this port is NOT served",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help does not say %q:\n%s", want, help)
 		}
 	}
-	// Each unserved address flag says so in its own usage line too.
-	for _, flag := range []string{"--secure-xds-addr", "--webhook-addr"} {
-		if line := lineWith(help, flag+" string"); !strings.Contains(line, "NOT IMPLEMENTED YET") {
-			t.Errorf("usage of %s does not say it is not implemented yet: %q", flag, line)
+	for _, gone := range []string{"PLAINTEXT until", "no workload certificates are signed"} {
+		if strings.Contains(help, gone) {
+			t.Errorf("--help still says %q", gone)
 		}
 	}
-	if line := lineWith(help, "--xds-addr string"); strings.Contains(line, "NOT IMPLEMENTED") {
-		t.Errorf("--xds-addr is served, but its usage says otherwise: %q", line)
+	// The one unserved part says so in its flag's usage line too; the served ones do not.
+	if line := lineWith(help, "--webhook-addr string"); !strings.Contains(line, "NOT IMPLEMENTED YET") {
+		t.Errorf("usage of --webhook-addr does not say /inject is not implemented yet: %q", line)
+	}
+	for _, flag := range []string{"--xds-addr string", "--secure-xds-addr string"} {
+		if line := lineWith(help, flag); strings.Contains(line, "NOT IMPLEMENTED") {
+			t.Errorf("%s is served, but its usage says otherwise: %q", flag, line)
+		}
+	}
+	for _, flag := range []string{"--namespace string", "--secure-xds-dns-names strings"} {
+		if lineWith(help, flag) == "" {
+			t.Errorf("--help has no %s flag", flag)
+		}
 	}
 	for _, def := range []string{`"/etc/meshplane/mesh.yaml"`, `":15014"`, `":15010"`, `":15012"`, `":15017"`} {
 		if !strings.Contains(help, "(default "+def+")") {
@@ -106,10 +126,12 @@ func TestBadFlagsAreRefused(t *testing.T) {
 }
 
 // TestRunLogsUnservedPortsAndStopsOnSIGTERM runs meshd as main would, against
-// a real API server and on loopback ports: it must serve xDS, sync discovery,
-// log one line per address it does not serve, become ready on a valid mesh
-// config and stop cleanly on SIGTERM.
+// a real API server and on loopback ports: it must serve xDS, load the CA from
+// the Secret in --namespace and serve TLS with it, sync discovery, log one
+// line per address it does not serve, become ready on a valid mesh config and
+// stop cleanly on SIGTERM.
 func TestRunLogsUnservedPortsAndStopsOnSIGTERM(t *testing.T) {
+	createCASecret(t, "meshd-run")
 	path := filepath.Join(t.TempDir(), "mesh.yaml")
 	if err := os.WriteFile(path, []byte("trustDomain: example.org\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -126,6 +148,7 @@ func TestRunLogsUnservedPortsAndStopsOnSIGTERM(t *testing.T) {
 		"--webhook-addr", "127.0.0.1:25017",
 		"--log-level", "debug",
 		"--kubeconfig", kubeconfigPath,
+		"--namespace", "meshd-run",
 	})
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(context.Background()) }()
@@ -146,8 +169,12 @@ func TestRunLogsUnservedPortsAndStopsOnSIGTERM(t *testing.T) {
 	waitForLog("mesh config loaded: ready")
 	waitForLog("serving monitoring endpoints")
 	waitForLog("Serving xDS")
-	waitForLog("Serving xDS on the mTLS port WITHOUT TLS")
+	waitForLog("Serving xDS and the certificate service over TLS")
+	waitForLog("Loaded the mesh CA")
 	waitForLog("Service discovery synced")
+	if line := lineWith(logs.String(), "Serving xDS and the certificate service over TLS"); !strings.Contains(line, "meshd.meshd-run.svc.cluster.local") || !strings.Contains(line, "127.0.0.1:25012") {
+		t.Errorf("the TLS port is not served at its address for meshd's default DNS names: %s", line)
+	}
 
 	for _, want := range []struct{ flag, addr string }{
 		{"--webhook-addr", "127.0.0.1:25017"},
@@ -183,4 +210,23 @@ func lineWith(text, substr string) string {
 		}
 	}
 	return ""
+}
+
+// createCASecret plays the operator: it creates namespace ns with a SelfSigned
+// CA Secret in it.
+func createCASecret(t *testing.T, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	kube := kubernetes.NewForConfigOrDie(apiConfig)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := ca.GenerateRoot("example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.SelfSignedCASecretName, Namespace: ns}, Data: bundle.SecretData()}
+	if _, err := kube.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -17,7 +16,7 @@ import (
 )
 
 // defaultNamespace is the MeshControlPlane's default spec.namespace, for a meshd run outside
-// a pod (no POD_NAMESPACE).
+// a pod (no POD_NAMESPACE) without --namespace.
 const defaultNamespace = "meshplane-system"
 
 // checkWebhookFlags refuses flag combinations that cannot work.
@@ -54,10 +53,7 @@ func newWebhooks(o *options, restConfig *rest.Config, registry prometheus.Regist
 	// to trust it through the caBundle meshd patches.
 	namespace := o.webhookServiceNamespace
 	if namespace == "" {
-		namespace = os.Getenv("POD_NAMESPACE")
-	}
-	if namespace == "" {
-		namespace = defaultNamespace
+		namespace = o.namespace
 	}
 	dnsNames := append(webhook.ServiceDNSNames(o.webhookService, namespace), o.webhookDNSNames...)
 	selfSigned, err := webhook.NewSelfSigned(dnsNames, time.Now())

@@ -29,6 +29,10 @@ type Bundle struct {
 	Leaf *x509.Certificate
 	// Identity is the leaf's SPIFFE ID, spiffe://<td>/ns/<ns>/sa/<sa>.
 	Identity string
+	// Obtained is when the CA's answer was checked: the lifetime the agent
+	// can use starts then, not at NotBefore, which CAs backdate for clock
+	// skew.
+	Obtained time.Time
 }
 
 // Serial is the leaf's serial number in hex, for logs and tests.
@@ -128,6 +132,7 @@ func newBundle(key *ecdsa.PrivateKey, chainPEM []string, rootsPEM []byte, roots 
 		Roots:      rootsPEM,
 		Leaf:       leaf,
 		Identity:   identity,
+		Obtained:   at,
 	}, nil
 }
 

@@ -146,11 +146,18 @@ func (r *Rotator) publish(b *Bundle) error {
 	return nil
 }
 
-// renewIn is how long from now b should be renewed.
+// renewIn is how long from now b should be renewed: at about half of the
+// lifetime left when it was obtained. Counting from NotBefore instead would
+// renew a short-lived certificate at once, since the CA backdates
+// NotBefore (a minute, for clock skew).
 func (r *Rotator) renewIn(b *Bundle) time.Duration {
-	life := b.Leaf.NotAfter.Sub(b.Leaf.NotBefore)
+	start := b.Leaf.NotBefore
+	if b.Obtained.After(start) {
+		start = b.Obtained
+	}
+	life := b.Leaf.NotAfter.Sub(start)
 	fraction := renewFraction + renewJitter*(2*r.opts.Random()-1)
-	at := b.Leaf.NotBefore.Add(time.Duration(float64(life) * fraction))
+	at := start.Add(time.Duration(float64(life) * fraction))
 	return max(at.Sub(r.opts.Now()), 0)
 }
 

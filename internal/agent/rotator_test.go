@@ -2,11 +2,14 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
 )
 
 // delivery is one certificate as a subscriber received it.
@@ -204,5 +207,22 @@ func TestRotatorSaysLoudlyWhenTheCertificateExpires(t *testing.T) {
 	}
 	if logs.find("Renewing the workload certificate failed; the current one is served until it expires") == "" {
 		t.Error("renewal failures were not logged")
+	}
+}
+
+// A CA backdates NotBefore for clock skew; half life counts from when the
+// certificate was obtained, or a 6 s certificate backdated by a minute would
+// be renewed at once, again and again.
+func TestRenewalCountsFromWhenObtained(t *testing.T) {
+	now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	r := NewRotator(nil, logr.Discard(), RotatorOptions{Now: func() time.Time { return now }, Random: func() float64 { return 0.5 }})
+	b := &Bundle{Obtained: now, Leaf: &x509.Certificate{NotBefore: now.Add(-time.Minute), NotAfter: now.Add(6 * time.Second)}}
+	if got := r.renewIn(b); got != 3*time.Second {
+		t.Errorf("renew a backdated 6 s certificate in %s, want 3s", got)
+	}
+	// Without a backdate, the same.
+	b = &Bundle{Obtained: now, Leaf: &x509.Certificate{NotBefore: now, NotAfter: now.Add(6 * time.Second)}}
+	if got := r.renewIn(b); got != 3*time.Second {
+		t.Errorf("renew a 6 s certificate in %s, want 3s", got)
 	}
 }

@@ -3,6 +3,19 @@
 // which generates, validates and pushes every proxy's configuration, and (with
 // WriteStatus) to the status reporter, which writes what is wrong with the
 // Istio objects into their status.
+//
+// With a Namespace it also runs the mesh CA: the CA Secret the mesh config's
+// "ca" names is watched and loaded into a ca.Holder (a valid change rotates
+// the CA, an invalid one is logged and the CA loaded before keeps signing),
+// its roots are published to every namespace in scope (package rootcert), and
+// SecureXDSAddr serves, over one TLS gRPC server, ADS and Istio's certificate
+// service. ADS there admits only callers with a mesh client certificate or a
+// service-account token (audience istio-ca) that a TokenReview accepts.
+//
+// With ca.type CertManager the secure port is not served: cert-manager's
+// issuer signs only SPIFFE identities through meshd, so meshd has no
+// certificate for its DNS names that clients (mesh-agent verifies meshd by
+// DNS name) could verify, and no roots to publish.
 package controlplane
 
 import (
@@ -11,16 +24,22 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/meshplane/meshplane/internal/ca"
+	"github.com/meshplane/meshplane/internal/certservice"
 	"github.com/meshplane/meshplane/internal/discovery"
 	"github.com/meshplane/meshplane/internal/meshd"
 	"github.com/meshplane/meshplane/internal/model"
+	"github.com/meshplane/meshplane/internal/rootcert"
 	"github.com/meshplane/meshplane/internal/status"
 	"github.com/meshplane/meshplane/internal/xds/generate"
 	"github.com/meshplane/meshplane/internal/xds/server"
@@ -32,9 +51,20 @@ type Options struct {
 	RestConfig *rest.Config
 	// XDSAddr is the plaintext ADS address (15010).
 	XDSAddr string
-	// SecureXDSAddr is the ADS address meant for mTLS (15012). Until the mesh
-	// CA exists it serves the same plaintext ADS; empty: not served.
+	// SecureXDSAddr (15012) serves ADS and the certificate service over TLS
+	// with a certificate from the mesh CA; ADS there needs a mesh client
+	// certificate or a service-account token. Empty: not served. Needs
+	// Namespace and ServingDNSNames.
 	SecureXDSAddr string
+	// Namespace is meshd's namespace, which is the mesh's root namespace
+	// (model.MeshConfig.RootNamespace). The CA Secret is read there
+	// (SelfSigned: v1alpha1.SelfSignedCASecretName; Provided: ca.provided.secretName)
+	// and cert-manager's CertificateRequests would be made there. Empty: no
+	// CA, no root publishing, no secure port.
+	Namespace string
+	// ServingDNSNames are the names of meshd's certificate on SecureXDSAddr,
+	// which clients verify (meshd.<namespace>.svc, ...).
+	ServingDNSNames []string
 	// Debounce of change events before a push; zero values take the defaults.
 	Debounce server.Debounce
 	// Registry receives the meshd_xds_* metrics.
@@ -63,6 +93,17 @@ type ControlPlane struct {
 	// status is nil unless WriteStatus.
 	status *status.Reporter
 
+	// The mesh CA; all nil without Namespace. auth is nil without
+	// SecureXDSAddr.
+	kube   kubernetes.Interface
+	holder *ca.Holder
+	auth   *certservice.TokenReviewAuthenticator
+	roots  *rootcert.Publisher
+	// caSource is set with the first mesh config, for a CA kept in a Secret.
+	caSource atomic.Pointer[secretSource]
+	// ca is what the CA was built from (Run only).
+	ca caSettings
+
 	// meshConfigs carries the latest mesh config to Run (latest wins).
 	meshConfigs chan *meshd.MeshConfig
 	discovery   atomic.Pointer[discovery.Discovery]
@@ -88,6 +129,15 @@ func New(opts Options) (*ControlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
+	cp := &ControlPlane{
+		opts:        opts,
+		log:         log,
+		xds:         xdsServer,
+		meshConfigs: make(chan *meshd.MeshConfig, 1),
+	}
+	if err := cp.newCA(); err != nil {
+		return nil, err
+	}
 	lis, err := net.Listen("tcp", opts.XDSAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for xDS on %s: %w", opts.XDSAddr, err)
@@ -111,19 +161,47 @@ func New(opts Options) (*ControlPlane, error) {
 			return nil, err
 		}
 	}
-	return &ControlPlane{
-		opts:           opts,
-		log:            log,
-		xds:            xdsServer,
-		listener:       lis,
-		secureListener: secure,
-		status:         reporter,
-		meshConfigs:    make(chan *meshd.MeshConfig, 1),
-	}, nil
+	cp.listener, cp.secureListener, cp.status = lis, secure, reporter
+	return cp, nil
+}
+
+// newCA prepares the CA's clients and collaborators; what the CA is comes
+// with the first mesh config.
+func (c *ControlPlane) newCA() error {
+	o := c.opts
+	if o.Namespace == "" {
+		if o.SecureXDSAddr != "" {
+			return errors.New("the secure xDS address needs the namespace of meshd and its CA")
+		}
+		return nil
+	}
+	if o.SecureXDSAddr != "" && len(o.ServingDNSNames) == 0 {
+		return errors.New("the secure xDS address needs the DNS names of meshd's serving certificate")
+	}
+	kube, err := kubernetes.NewForConfig(o.RestConfig)
+	if err != nil {
+		return fmt.Errorf("client for the mesh CA: %w", err)
+	}
+	c.kube, c.holder = kube, &ca.Holder{}
+	if c.roots, err = rootcert.New(kube, rootcert.Options{Namespace: o.Namespace, Logger: c.log.WithName("rootcert")}); err != nil {
+		return err
+	}
+	if o.SecureXDSAddr != "" {
+		c.auth, err = certservice.NewTokenReviewAuthenticator(kube, certservice.TokenReviewOptions{Registry: o.Registry})
+	}
+	return err
 }
 
 // XDSAddr is the bound xDS address.
 func (c *ControlPlane) XDSAddr() net.Addr { return c.listener.Addr() }
+
+// SecureXDSAddr is the bound secure address; nil when SecureXDSAddr is empty.
+func (c *ControlPlane) SecureXDSAddr() net.Addr {
+	if c.secureListener == nil {
+		return nil
+	}
+	return c.secureListener.Addr()
+}
 
 // DebugHandler serves /debug/syncz and /debug/config_dump.
 func (c *ControlPlane) DebugHandler() http.Handler { return c.xds.DebugHandler() }
@@ -145,10 +223,16 @@ func (c *ControlPlane) SetMeshConfig(cfg *meshd.MeshConfig) {
 	}
 }
 
-// Ready is true once discovery has synced and the xDS server holds a world.
+// Ready is true once discovery has synced and the xDS server holds a world,
+// and a CA kept in a Secret has loaded.
 func (c *ControlPlane) Ready() (bool, string) {
 	if !c.synced.Load() {
 		return false, "service discovery has not synced with the API server yet"
+	}
+	if src := c.caSource.Load(); src != nil {
+		if ok, why := src.ready(); !ok {
+			return false, "no mesh CA: " + why
+		}
 	}
 	return true, ""
 }
@@ -157,24 +241,28 @@ func (c *ControlPlane) Ready() (bool, string) {
 // (SetMeshConfig); later ones update it in place.
 func (c *ControlPlane) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// Everything started in the background ends with ctx and is waited for.
+	var background sync.WaitGroup
+	defer func() {
+		cancel()
+		background.Wait()
+	}()
+	// The secure port is served from the first mesh config on; until then,
+	// and when it never is, Run closes its listener.
+	secureServed := false
+	defer func() {
+		if c.secureListener != nil && !secureServed {
+			c.secureListener.Close()
+		}
+	}()
+	servers := 1
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- c.xds.Serve(ctx, c.listener) }()
 	c.log.Info("Serving xDS (ADS, state of the world and delta)", "addr", c.listener.Addr().String())
-	if c.secureListener != nil {
-		go func() { serveErr <- c.xds.Serve(ctx, c.secureListener) }()
-		c.log.Info("Serving xDS on the mTLS port WITHOUT TLS until the mesh CA exists", "addr", c.secureListener.Addr().String())
-	}
 	if c.status != nil {
-		statusDone := make(chan struct{})
-		go func() {
-			defer close(statusDone)
+		background.Go(func() {
 			_ = c.status.Run(ctx) // it only ends with ctx
-		}()
-		defer func() {
-			cancel() // the deferred cancel above runs after this
-			<-statusDone
-		}()
+		})
 	}
 
 	var disc *discovery.Discovery
@@ -186,8 +274,8 @@ func (c *ControlPlane) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			errs := []error{<-serveErr}
-			if c.secureListener != nil {
+			var errs []error
+			for range servers {
 				errs = append(errs, <-serveErr)
 			}
 			return errors.Join(errs...)
@@ -201,11 +289,21 @@ func (c *ControlPlane) Run(ctx context.Context) error {
 				if disc, err = c.startDiscovery(ctx, cfg, discErr); err != nil {
 					return err
 				}
+				serveSecure, err := c.startCA(ctx, cfg, &background)
+				if err != nil {
+					return err
+				}
+				if serveSecure != nil {
+					secureServed = true
+					servers++
+					go func() { serveErr <- serveSecure() }()
+				}
 				continue
 			}
-			if err := disc.SetMesh(meshModel(cfg), cfg.DiscoverySelectors); err != nil {
+			if err := disc.SetMesh(c.meshModel(cfg), cfg.DiscoverySelectors); err != nil {
 				c.log.Error(err, "Mesh config change not applied to discovery")
 			}
+			c.caConfigChanged(cfg)
 		case <-changes:
 			// Before the sync the goroutine in startDiscovery publishes the
 			// first world, which is at least as new as this change.
@@ -216,9 +314,79 @@ func (c *ControlPlane) Run(ctx context.Context) error {
 	}
 }
 
+// startCA builds the CA the first mesh config selects and starts what keeps
+// it current in background. It returns the function that serves the secure
+// port, nil when that is not served.
+func (c *ControlPlane) startCA(ctx context.Context, cfg *meshd.MeshConfig, background *sync.WaitGroup) (func() error, error) {
+	if c.holder == nil {
+		return nil, nil
+	}
+	c.ca = caSettingsOf(cfg)
+	log := c.log.WithName("ca")
+	if c.ca.caType == meshd.CACertManager {
+		log.Error(errors.New("ca.type CertManager: meshd has no certificate for its DNS names (cert-manager signs only SPIFFE identities through meshd)"),
+			"Not serving the secure xDS and certificate port, and not publishing a mesh root: workloads get no certificates from meshd",
+			"issuer", c.ca.issuer.Name, "kind", c.ca.issuer.Kind)
+		if c.secureListener != nil {
+			c.secureListener.Close() // refuse connections rather than leave them waiting
+		}
+		return nil, nil
+	}
+
+	roots := c.roots
+	if err := roots.SetDiscoverySelectors(cfg.DiscoverySelectors); err != nil {
+		return nil, err
+	}
+	background.Go(func() {
+		if err := roots.Run(ctx); err != nil {
+			c.log.Error(err, "Publishing the mesh root stopped")
+		}
+	})
+	src := newSecretSource(c.kube, types.NamespacedName{Namespace: c.opts.Namespace, Name: c.ca.secretName}, c.holder, log,
+		func() { roots.SetRoots(c.holder.Authority().RootsPEM()) })
+	c.caSource.Store(src)
+	background.Go(func() { src.run(ctx) })
+
+	if c.secureListener == nil {
+		return nil, nil
+	}
+	certs, err := certservice.New(certservice.Options{
+		Signer:        c.holder,
+		Authenticator: c.auth,
+		TrustDomain:   c.ca.trustDomain,
+		Logger:        log.WithName("certservice"),
+		Registry:      c.opts.Registry,
+	})
+	if err != nil {
+		return nil, err
+	}
+	tlsConfig := (&servingTLS{holder: c.holder, opts: certservice.ServingOptions{DNSNames: c.opts.ServingDNSNames, Logger: log}}).config()
+	lis := c.secureListener
+	c.log.Info("Serving xDS and the certificate service over TLS", "addr", lis.Addr().String(),
+		"dnsNames", c.opts.ServingDNSNames, "caSecret", src.key.String())
+	return func() error { return c.serveSecure(ctx, lis, tlsConfig, certs, c.auth) }, nil
+}
+
+// caConfigChanged logs a change of the CA settings, which apply only when
+// meshd restarts, and hands the root publisher new discovery selectors.
+func (c *ControlPlane) caConfigChanged(cfg *meshd.MeshConfig) {
+	if c.holder == nil {
+		return
+	}
+	if now := caSettingsOf(cfg); now != c.ca {
+		c.log.Error(fmt.Errorf("the CA was built from %s, the mesh config now says %s", c.ca, now),
+			"Mesh config change of the CA or the trust domain not applied; restart meshd to apply it")
+	}
+	if c.ca.caType != meshd.CACertManager {
+		if err := c.roots.SetDiscoverySelectors(cfg.DiscoverySelectors); err != nil {
+			c.log.Error(err, "Mesh config change not applied to the root publisher")
+		}
+	}
+}
+
 func (c *ControlPlane) startDiscovery(ctx context.Context, cfg *meshd.MeshConfig, errs chan<- error) (*discovery.Discovery, error) {
 	disc, err := discovery.New(c.opts.RestConfig, discovery.Options{
-		Mesh:               meshModel(cfg),
+		Mesh:               c.meshModel(cfg),
 		DiscoverySelectors: cfg.DiscoverySelectors,
 		Logger:             c.log.WithName("discovery"),
 	})
@@ -251,8 +419,9 @@ func (c *ControlPlane) publish(world *model.World) {
 }
 
 // meshModel is the part of the mesh config the generators read.
-func meshModel(cfg *meshd.MeshConfig) model.MeshConfig {
+func (c *ControlPlane) meshModel(cfg *meshd.MeshConfig) model.MeshConfig {
 	return model.MeshConfig{
+		RootNamespace:    c.opts.Namespace,
 		TrustDomain:      cfg.TrustDomain,
 		DomainSuffix:     "cluster.local",
 		OutboundAllowAny: cfg.OutboundTrafficPolicy != "REGISTRY_ONLY",

@@ -11,9 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/meshplane/meshplane/internal/istiocrd"
 	"github.com/meshplane/meshplane/internal/meshd"
 	"github.com/meshplane/meshplane/test/harness"
 )
@@ -21,8 +19,24 @@ import (
 const statusInterval = 100 * time.Millisecond
 
 // runControlPlane runs a control plane until the returned stop, which fails the test unless Run
-// ends promptly and cleanly.
+// ends promptly and cleanly, and waits until it is ready.
 func runControlPlane(t *testing.T, opts Options) (stop func()) {
+	t.Helper()
+	cp, stop := startControlPlane(t, opts, &meshd.MeshConfig{TrustDomain: "cluster.local", OutboundTrafficPolicy: "ALLOW_ANY", CA: meshd.CAConfig{Type: meshd.CASelfSigned}})
+	deadline := time.Now().Add(time.Minute)
+	for ok, why := cp.Ready(); !ok; ok, why = cp.Ready() {
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("control plane not ready: %s", why)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return stop
+}
+
+// startControlPlane runs a control plane with cfg until the returned stop, which fails the test
+// unless Run ends promptly and cleanly.
+func startControlPlane(t *testing.T, opts Options, cfg *meshd.MeshConfig) (_ *ControlPlane, stop func()) {
 	t.Helper()
 	opts.XDSAddr = "127.0.0.1:0"
 	opts.StatusInterval = statusInterval
@@ -30,19 +44,11 @@ func runControlPlane(t *testing.T, opts Options) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp.SetMeshConfig(&meshd.MeshConfig{TrustDomain: "cluster.local", OutboundTrafficPolicy: "ALLOW_ANY"})
+	cp.SetMeshConfig(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- cp.Run(ctx) }()
-	deadline := time.Now().Add(time.Minute)
-	for ok, why := cp.Ready(); !ok; ok, why = cp.Ready() {
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("control plane not ready: %s", why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return func() {
+	return cp, func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -59,22 +65,7 @@ func runControlPlane(t *testing.T, opts Options) (stop func()) {
 // no Service has in its status; without it, it writes nothing at all. Either way Run ends with
 // its context.
 func TestWriteStatus(t *testing.T) {
-	env, cfg, err := harness.StartEnvtest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	crds, err := istiocrd.CRDs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{CRDs: crds, MaxTime: time.Minute, PollInterval: 100 * time.Millisecond}); err != nil {
-		t.Fatal(err)
-	}
+	cfg := apiConfig
 	scheme := harness.NewScheme()
 	if err := istionetworking.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
@@ -84,11 +75,13 @@ func TestWriteStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}); err != nil {
+	// The API server is the package's: a namespace of this run's own.
+	shop := fmt.Sprintf("shop-%d", namesUsed.Add(1))
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: shop}}); err != nil {
 		t.Fatal(err)
 	}
-	vs := &istionetworking.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "lost", Namespace: "shop"}}
-	vs.Spec.Hosts = []string{"lost.example.com"}
+	vs := &istionetworking.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "lost", Namespace: shop}}
+	vs.Spec.Hosts = []string{"lost." + shop + ".example.com"}
 	vs.Spec.Http = []*networking.HTTPRoute{{Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "nowhere"}}}}}
 	if err := c.Create(ctx, vs); err != nil {
 		t.Fatal(err)

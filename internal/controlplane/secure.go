@@ -1,0 +1,162 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/go-logr/logr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshplane/meshplane/internal/ca"
+	"github.com/meshplane/meshplane/internal/certservice"
+	"github.com/meshplane/meshplane/internal/xds/server"
+)
+
+// servingTLS is the TLS of the secure port: meshd's certificate for its DNS
+// names, issued from the mesh CA (certservice.ServingTLSConfig), and client
+// certificates requested but not required, verified against the mesh roots.
+// Until the CA has loaded every handshake fails, which clients see as
+// Unavailable.
+type servingTLS struct {
+	holder *ca.Holder
+	opts   certservice.ServingOptions
+
+	mu      sync.Mutex
+	serving *tls.Config // nil until the CA has loaded
+	current *tls.Config // serving, trusting the roots of generation gen
+	gen     uint64
+}
+
+func (s *servingTLS) config() *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return s.forClient() },
+	}
+}
+
+func (s *servingTLS) forClient() (*tls.Config, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.serving == nil {
+		cfg, err := certservice.ServingTLSConfig(s.holder, s.opts)
+		if err != nil {
+			return nil, fmt.Errorf("meshd has no serving certificate yet: %w", err)
+		}
+		s.serving = cfg
+	}
+	// The roots change only with the CA; a handshake then builds the pool
+	// once for all that follow.
+	if gen := s.holder.Generation(); s.current == nil || gen != s.gen {
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(s.holder.Authority().RootsPEM())
+		cfg := s.serving.Clone()
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		cfg.ClientCAs = roots
+		s.current, s.gen = cfg, gen
+	}
+	return s.current, nil
+}
+
+// adsMethodPrefix starts the full method names of ADS (both variants).
+var adsMethodPrefix = "/" + discoverygrpc.AggregatedDiscoveryService_ServiceDesc.ServiceName + "/"
+
+// authenticateADS admits an ADS stream only from a caller with a mesh client
+// certificate (verified in the handshake) or a service-account token the
+// authenticator accepts. Other services (the certificate service checks
+// tokens itself) pass through.
+func authenticateADS(auth certservice.Authenticator, log logr.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if !strings.HasPrefix(info.FullMethod, adsMethodPrefix) {
+			return handler(srv, ss)
+		}
+		if err := authenticateCaller(ss.Context(), auth); err != nil {
+			p, _ := peer.FromContext(ss.Context())
+			log.V(1).Info("Refused an unauthenticated xDS stream", "peer", addrOf(p), "error", err.Error())
+			return err
+		}
+		return handler(srv, ss)
+	}
+}
+
+func addrOf(p *peer.Peer) string {
+	if p == nil || p.Addr == nil {
+		return ""
+	}
+	return p.Addr.String()
+}
+
+// authenticateCaller returns nil for a verified client certificate or an
+// accepted token, else a gRPC status error.
+func authenticateCaller(ctx context.Context, auth certservice.Authenticator) error {
+	if p, ok := peer.FromContext(ctx); ok {
+		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.VerifiedChains) > 0 {
+			return nil
+		}
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	values := md.Get("authorization")
+	if len(values) == 0 {
+		return status.Error(codes.Unauthenticated,
+			"xDS on this port needs a mesh client certificate or a service-account token (\"authorization: Bearer <token>\", audience istio-ca)")
+	}
+	scheme, token, ok := strings.Cut(values[0], " ")
+	if len(values) > 1 || !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return status.Error(codes.Unauthenticated, "the authorization metadata must be one \"Bearer <token>\"")
+	}
+	_, err := auth.Authenticate(ctx, strings.TrimSpace(token))
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, certservice.ErrUnauthenticated):
+		return status.Error(codes.Unauthenticated, err.Error())
+	case ctx.Err() != nil:
+		return status.FromContextError(ctx.Err()).Err()
+	default:
+		return status.Errorf(codes.Unavailable, "authenticating the caller: %v", err)
+	}
+}
+
+// serveSecure serves ADS and the certificate service on lis with TLS until
+// ctx ends, then stops the gRPC server as xds Server.Serve does.
+func (c *ControlPlane) serveSecure(ctx context.Context, lis net.Listener, tlsConfig *tls.Config, certs *certservice.Server, auth certservice.Authenticator) error {
+	c.xds.Start(ctx)
+	opts := append(server.ServerOptions(),
+		grpc.Creds(credentials.NewTLS(tlsConfig)),
+		grpc.ChainStreamInterceptor(authenticateADS(auth, c.log.WithName("xds"))))
+	g := grpc.NewServer(opts...)
+	c.xds.RegisterServices(g)
+	certs.Register(g)
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving %s: %w", lis.Addr(), err)
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() {
+		g.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		g.Stop()
+		<-stopped
+	}
+	<-errc
+	return nil
+}
