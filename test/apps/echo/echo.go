@@ -176,8 +176,8 @@ func DialMesh(target string, bootstrap []byte, podIP string) (*grpc.ClientConn, 
 
 // CallIdentity makes one RPC and returns the backend that answered and the
 // identity it saw the call from ("" for plaintext).
-func CallIdentity(ctx context.Context, conn *grpc.ClientConn) (backend, peerIdentity string, err error) {
-	resp, err := testgrpc.NewTestServiceClient(conn).UnaryCall(ctx, &testpb.SimpleRequest{FillServerId: true, FillUsername: true})
+func CallIdentity(ctx context.Context, conn *grpc.ClientConn, opts ...grpc.CallOption) (backend, peerIdentity string, err error) {
+	resp, err := testgrpc.NewTestServiceClient(conn).UnaryCall(ctx, &testpb.SimpleRequest{FillServerId: true, FillUsername: true}, opts...)
 	if err != nil {
 		return "", "", err
 	}
