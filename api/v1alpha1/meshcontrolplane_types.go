@@ -544,7 +544,7 @@ type MeshControlPlaneStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Reconciled, Ready, ControlPlaneReady, InjectorReady, GatewaysReady.
+	// Conditions: Reconciled, Ready, CAReady, ControlPlaneReady, InjectorReady, GatewaysReady.
 	// +listType=map
 	// +listMapKey=type
 	// +optional

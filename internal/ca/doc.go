@@ -33,9 +33,10 @@
 //
 //  1. Trust both. Generate the new root R2; write root-cert.pem = R1 + R2,
 //     signing unchanged. NewAuthority already accepts several roots and
-//     Authority.RootsPEM returns them all; meshd must publish them to every
-//     namespace's istio-ca-root-cert ConfigMap and wait until proxies have
-//     picked them up (not built: meshd does not publish roots yet).
+//     Authority.RootsPEM returns them all; meshd publishes them to every
+//     namespace's meshplane-ca-root-cert ConfigMap (internal/rootcert) when
+//     the Secret changes; the operator must then wait until every agent has
+//     picked them up (not built: nothing reports that yet).
 //  2. Sign with R2: ca-cert.pem/ca-key.pem become R2 or an intermediate under
 //     it, cert-chain.pem leads to R2, root-cert.pem still holds both. Holder.
 //     Update swaps the signer; workloads renew onto R2 at their own pace while
