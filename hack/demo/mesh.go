@@ -90,7 +90,9 @@ func runMeshd(ctx context.Context, p paths, c client.Client, kubeconfig string, 
 	if err := startBackground(p, "meshd", nil, p.bin("meshd"),
 		"--kubeconfig", kubeconfig, "--mesh-config", meshConfig, "--revision", mcp.Revision(),
 		"--xds-addr", m.xdsAddr, "--monitoring-addr", m.monitoringAddr,
-		"--secure-xds-addr", ports[2], "--webhook-addr", ports[3]); err != nil {
+		"--secure-xds-addr", ports[2], "--webhook-addr", ports[3],
+		// meshd's CA reads the Secret the operator created in the control-plane namespace.
+		"--namespace", mcp.Spec.Namespace); err != nil {
 		return nil, err
 	}
 	if err := waitFor(ctx, 30*time.Second, "meshd /ready", func() error {
