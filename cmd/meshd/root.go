@@ -73,20 +73,25 @@ What this release does:
     Secret ` + v1alpha1.SelfSignedCASecretName + ` in --namespace (the operator creates it);
     Provided reads ca.provided.secretName there. The Secret is watched: a
     valid change (a new intermediate under the same root) signs from then on,
-    an invalid one is logged and the CA loaded before keeps signing. /ready is
-    503 until a valid CA has loaded, and says why. "ca" and "trustDomain" are
-    read from the first mesh config loaded; a later change of them is logged
-    and applies when meshd restarts.
+    an invalid one is logged and the CA loaded before keeps signing.
+    CertManager signs through the cert-manager issuer ca.certManager.issuerRef
+    names: each workload CSR becomes a CertificateRequest in --namespace, and
+    meshd's own certificate for --secure-xds-dns-names is requested from the
+    same issuer (DNS names only), renewed after two thirds of its life and
+    retried with backoff when it fails. /ready is 503 until a valid CA has
+    loaded (CertManager: while meshd holds no valid serving certificate), and
+    says why. "ca" and "trustDomain" are read from the first mesh config
+    loaded; a later change of them is logged and applies when meshd restarts.
   - publishes the mesh root to every namespace in scope (discoverySelectors,
     plus --namespace) as the ConfigMap ` + rootcert.ConfigMapName + `, key ` + rootcert.DataKey + `.
+    With CertManager the root is the CA the issuer reports with meshd's
+    certificate (status.ca, else the self-signed top of its chain).
   - serves on --secure-xds-addr, over TLS with a certificate from the mesh CA
-    for --secure-xds-dns-names: Istio's certificate service (workloads
-    authenticate with a service-account token, audience istio-ca, checked by
-    TokenReview; certificates carry only their SPIFFE identity) and the same
-    xDS as --xds-addr, for callers with a mesh client certificate or such a
-    token.
-    With ca.type CertManager this port is NOT served (meshd has no
-    certificate for its DNS names then) and no root is published.
+    (CertManager: from the issuer) for --secure-xds-dns-names: Istio's
+    certificate service (workloads authenticate with a service-account token,
+    audience istio-ca, checked by TokenReview; certificates carry only their
+    SPIFFE identity) and the same xDS as --xds-addr, for callers with a mesh
+    client certificate or such a token.
 
 ` + notImplemented + ` (it comes in a later release):
   - the sidecar injector webhook: --webhook-addr serves /validate only;
@@ -156,12 +161,13 @@ func newRootCommand() *cobra.Command {
 		"address of the plaintext xDS server (ADS)")
 	f.StringVar(&o.secureXDSAddr, "secure-xds-addr", ":15012",
 		"address of the TLS server for xDS (callers with a mesh client certificate or a service-account token) "+
-			"and Istio's certificate service; not served with ca.type CertManager")
+			"and Istio's certificate service")
 	f.StringSliceVar(&o.secureDNSNames, "secure-xds-dns-names", nil,
 		"DNS names of meshd's certificate on --secure-xds-addr, which clients verify; "+
 			"empty: <webhook-service>.<namespace>.svc and <webhook-service>.<namespace>.svc.cluster.local")
 	f.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"),
-		"meshd's namespace, the mesh root namespace: the CA Secret is read there (default: $POD_NAMESPACE, else "+defaultNamespace+")")
+		"meshd's namespace, the mesh root namespace: the CA Secret is read there, or cert-manager CertificateRequests made there "+
+			"(default: $POD_NAMESPACE, else "+defaultNamespace+")")
 	f.StringVar(&o.webhookAddr, "webhook-addr", ":15017",
 		"address of the admission webhooks, served over TLS: /validate checks Istio networking config; "+
 			"the sidecar injector (/inject) is "+notImplemented)

@@ -63,13 +63,15 @@ func TestHelpSaysWhatIsNotImplemented(t *testing.T) {
 		"Secret meshplane-ca in --namespace",
 		"ConfigMap meshplane-ca-root-cert, key root-cert.pem",
 		"serves on --secure-xds-addr, over TLS",
-		"With ca.type CertManager this port is NOT served",
+		// CertManager is served too.
+		"CertManager signs through the cert-manager issuer",
+		"(CertManager: from the issuer) for --secure-xds-dns-names",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help does not say %q:\n%s", want, help)
 		}
 	}
-	for _, gone := range []string{"PLAINTEXT until", "no workload certificates are signed"} {
+	for _, gone := range []string{"PLAINTEXT until", "no workload certificates are signed", "NOT served", "not served with ca.type CertManager"} {
 		if strings.Contains(help, gone) {
 			t.Errorf("--help still says %q", gone)
 		}

@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -19,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 )
@@ -34,6 +41,17 @@ const DefaultCertManagerTimeout = 30 * time.Second
 // SPIFFEIDAnnotation is set on every CertificateRequest to the identity it is
 // for, so that approvers and auditors see it without decoding the CSR.
 const SPIFFEIDAnnotation = "meshplane.io/spiffe-id"
+
+// ServingDNSNamesAnnotation is set on the CertificateRequest of meshd's own
+// serving certificate (IssueServing) to the DNS names it asks for, comma
+// separated.
+const ServingDNSNamesAnnotation = "meshplane.io/serving-dns-names"
+
+// ErrRootsUnknown: the issuer returned meshd's serving certificate without
+// saying which roots it chains to (no status.ca, and a chain that does not end
+// with a self-signed root), so meshd has no roots to publish. It comes wrapped
+// with ErrUnavailable.
+var ErrRootsUnknown = errors.New("the issuer's roots are unknown")
 
 // IssuerRef names a cert-manager issuer, field for field as cert-manager's
 // issuerRef (and the MeshControlPlane's spec.ca.certManager.issuerRef).
@@ -69,6 +87,10 @@ type CertManagerOptions struct {
 // itself. The issued certificate is checked again before it is returned.
 // Approval is cert-manager's business (its default approver, or
 // approver-policy): meshd never approves its own requests.
+//
+// IssueServing obtains meshd's own serving certificate from the same issuer,
+// for DNS names, and with it the issuer's roots; an approver policy must allow
+// that request too.
 type CertManagerSigner struct {
 	client    dynamic.ResourceInterface
 	namespace string
@@ -124,43 +146,105 @@ func (s *CertManagerSigner) Sign(ctx context.Context, csrPEM []byte, id Identity
 		return nil, err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	created, err := s.client.Create(ctx, s.request(csrPEM, csr.PublicKey, id, ttl), metav1.CreateOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("%w: creating a cert-manager CertificateRequest in %s: %w", ErrUnavailable, s.namespace, err)
+	usages := []any{"digital signature", "server auth", "client auth"}
+	if _, ok := csr.PublicKey.(*rsa.PublicKey); ok {
+		usages = append(usages, "key encipherment")
 	}
-	name := created.GetName()
-	log := s.log.WithValues("certificateRequest", s.namespace+"/"+name, "identity", id.String())
-	log.V(1).Info("Created CertificateRequest")
-	defer s.delete(ctx, log, name, created.GetUID())
-
-	done, err := s.wait(ctx, created)
+	log := s.log.WithValues("identity", id.String())
+	done, err := s.submit(ctx, log, s.request("meshd-", csrPEM, usages, map[string]any{SPIFFEIDAnnotation: id.String()}, ttl))
 	if err != nil {
 		return nil, err
 	}
 	chain, err := issuedChain(done, csr.PublicKey, id)
 	if err != nil {
-		return nil, fmt.Errorf("%w: CertificateRequest %s/%s: %w", ErrUnavailable, s.namespace, name, err)
+		return nil, fmt.Errorf("%w: CertificateRequest %s/%s: %w", ErrUnavailable, s.namespace, done.GetName(), err)
 	}
-	log.V(1).Info("Issued certificate through cert-manager", "issuer", s.issuer.Name)
+	log.V(1).Info("Issued certificate through cert-manager", "issuer", s.issuer.Name, "certificateRequest", s.namespace+"/"+done.GetName())
 	return chain, nil
 }
 
-// request builds the CertificateRequest for a checked CSR.
-func (s *CertManagerSigner) request(csrPEM []byte, pub crypto.PublicKey, id Identity, ttl time.Duration) *unstructured.Unstructured {
-	usages := []any{"digital signature", "server auth", "client auth"}
-	if _, ok := pub.(*rsa.PublicKey); ok {
-		usages = append(usages, "key encipherment")
+// IssueServing has the issuer sign meshd's own serving certificate: a new
+// ECDSA P-256 key and a CSR for exactly dnsNames (no URI, an empty subject),
+// usages server auth, valid for ttl (the issuer may shorten it). It returns
+// the certificate, with the chain the issuer returned short of a self-signed
+// root, and the roots (PEM) that clients verify it with and that the mesh
+// publishes: the issuer's CA (status.ca) or, when the issuer reports none,
+// the top of the chain if it is self-signed. When neither says what the
+// roots are it fails with ErrRootsUnknown; the certificate must verify
+// against the roots for server auth.
+//
+// meshd calls it for the names its clients verify it by. The certificate
+// service never reaches it: it calls Sign, which signs nothing but a SPIFFE
+// ID. Failures of the request itself are ErrUnavailable, as with Sign.
+func (s *CertManagerSigner) IssueServing(ctx context.Context, dnsNames []string, ttl time.Duration) (*tls.Certificate, []byte, error) {
+	if err := checkServingNames(dnsNames); err != nil {
+		return nil, nil, err
 	}
+	if ttl <= 0 {
+		return nil, nil, fmt.Errorf("serving certificate validity %s is not positive", ttl)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating the serving key: %w", err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: dnsNames}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating the serving CSR: %w", err)
+	}
+	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+
+	log := s.log.WithValues("dnsNames", dnsNames)
+	done, err := s.submit(ctx, log, s.request("meshd-serving-", csrPEM, []any{"digital signature", "server auth"},
+		map[string]any{ServingDNSNamesAnnotation: strings.Join(dnsNames, ",")}, ttl))
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, roots, err := servingChain(done, key, dnsNames)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: CertificateRequest %s/%s for meshd's serving certificate: %w", ErrUnavailable, s.namespace, done.GetName(), err)
+	}
+	log.V(1).Info("Issued meshd's serving certificate through cert-manager", "issuer", s.issuer.Name,
+		"certificateRequest", s.namespace+"/"+done.GetName(), "notAfter", cert.Leaf.NotAfter)
+	return cert, roots, nil
+}
+
+func checkServingNames(dnsNames []string) error {
+	if len(dnsNames) == 0 {
+		return errors.New("a serving certificate needs at least one DNS name")
+	}
+	for _, n := range dnsNames {
+		if errs := validation.IsDNS1123Subdomain(n); len(errs) > 0 {
+			return fmt.Errorf("DNS name %q: %s", n, strings.Join(errs, "; "))
+		}
+	}
+	return nil
+}
+
+// submit creates cr, waits until it is finished (see wait) and deletes it;
+// the timeout bounds all of it.
+func (s *CertManagerSigner) submit(ctx context.Context, log logr.Logger, cr *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	created, err := s.client.Create(ctx, cr, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: creating a cert-manager CertificateRequest in %s: %w", ErrUnavailable, s.namespace, err)
+	}
+	log = log.WithValues("certificateRequest", s.namespace+"/"+created.GetName())
+	log.V(1).Info("Created CertificateRequest")
+	defer s.delete(ctx, log, created.GetName(), created.GetUID())
+	return s.wait(ctx, created)
+}
+
+// request builds a CertificateRequest for a checked CSR.
+func (s *CertManagerSigner) request(generateName string, csrPEM []byte, usages []any, annotations map[string]any, ttl time.Duration) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "cert-manager.io/v1",
 		"kind":       "CertificateRequest",
 		"metadata": map[string]any{
-			"generateName": "meshd-",
+			"generateName": generateName,
 			"namespace":    s.namespace,
 			"labels":       map[string]any{"app.kubernetes.io/managed-by": "meshd"},
-			"annotations":  map[string]any{SPIFFEIDAnnotation: id.String()},
+			"annotations":  annotations,
 		},
 		"spec": map[string]any{
 			// []byte fields travel as base64 in JSON.
@@ -349,6 +433,74 @@ func issuedChain(cr *unstructured.Unstructured, pub crypto.PublicKey, id Identit
 		out[i] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
 	}
 	return out, nil
+}
+
+// servingChain checks meshd's serving certificate in a finished request: for
+// key, for exactly dnsNames and no other identity, verifying for server auth
+// against the issuer's roots, which it returns with the certificate.
+func servingChain(cr *unstructured.Unstructured, key *ecdsa.PrivateKey, dnsNames []string) (*tls.Certificate, []byte, error) {
+	certPEM, err := statusBytes(cr, "certificate")
+	if err != nil {
+		return nil, nil, err
+	}
+	caPEM, err := statusBytes(cr, "ca")
+	if err != nil {
+		return nil, nil, err
+	}
+	certs, err := pemCertificates(certPEM)
+	if err != nil || len(certs) == 0 {
+		return nil, nil, fmt.Errorf("status.certificate holds no certificate: %w", err)
+	}
+	roots, err := pemCertificates(caPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("status.ca: %w", err)
+	}
+	leaf, top := certs[0], certs[len(certs)-1]
+	if k, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(key.Public()) {
+		return nil, nil, errors.New("the issued certificate is not for the CSR's key")
+	}
+	if !sameNames(leaf.DNSNames, dnsNames) || len(leaf.URIs)+len(leaf.IPAddresses)+len(leaf.EmailAddresses) > 0 {
+		return nil, nil, fmt.Errorf("the issuer returned a certificate for DNS names %v, URIs %v, IPs %v, emails %v; only DNS names %v were asked for",
+			leaf.DNSNames, leaf.URIs, leaf.IPAddresses, leaf.EmailAddresses, dnsNames)
+	}
+	if len(roots) == 0 {
+		if !selfSigned(top) {
+			return nil, nil, fmt.Errorf("%w: the issuer reported no CA (status.ca), and the chain it returned ends with %s, which is not self-signed; "+
+				"use an issuer that reports its CA", ErrRootsUnknown, describe(top))
+		}
+		roots = []*x509.Certificate{top}
+	}
+	rootPool, intermediates := x509.NewCertPool(), x509.NewCertPool()
+	for _, r := range roots {
+		rootPool.AddCert(r)
+	}
+	for _, c := range certs[1:] {
+		intermediates.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: rootPool, Intermediates: intermediates, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		return nil, nil, fmt.Errorf("the serving certificate does not verify for server auth against the issuer's CA: %w", err)
+	}
+	// Clients have the root: the handshake sends the chain below it.
+	if len(certs) > 1 && selfSigned(top) {
+		certs = certs[:len(certs)-1]
+	}
+	cert := &tls.Certificate{PrivateKey: key, Leaf: leaf}
+	for _, c := range certs {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	return cert, encodeCerts(roots), nil
+}
+
+func selfSigned(c *x509.Certificate) bool {
+	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil
+}
+
+// sameNames: got holds each of want and nothing else, in any order.
+func sameNames(got, want []string) bool {
+	g, w := slices.Clone(got), slices.Clone(want)
+	slices.Sort(g)
+	slices.Sort(w)
+	return slices.Equal(slices.Compact(g), slices.Compact(w))
 }
 
 func statusBytes(cr *unstructured.Unstructured, field string) ([]byte, error) {

@@ -1,168 +1,28 @@
 package ca
 
 import (
+	"bytes"
 	"context"
-	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/meshplane/meshplane/internal/ca/catest"
 )
-
-// Issuer names the test signer answers to, each with one behaviour.
-const (
-	issuerSigns    = "test-ca"        // approve, then sign what the CSR says
-	issuerDenies   = "test-deny"      // deny
-	issuerFails    = "test-fail"      // approve, then fail
-	issuerAddsDNS  = "test-extra-dns" // approve, then sign with an extra DNS name
-	issuerIgnoring = "nobody"         // never answer
-)
-
-// testSigner is a TEST stand-in for cert-manager's controller and approver,
-// not cert-manager: it polls the CertificateRequests of one namespace and,
-// depending on the issuer's name, approves and signs them with a test CA
-// (an intermediate under a root) the way cert-manager's CA issuer does,
-// copying the CSR's names into the certificate, or denies or fails them.
-type testSigner struct {
-	client dynamic.ResourceInterface
-	root   *testCert
-	inter  *testCert
-
-	mu   sync.Mutex
-	seen map[string]*unstructured.Unstructured // by name, as first seen
-}
-
-func startTestSigner(t *testing.T, dyn dynamic.Interface, namespace string) *testSigner {
-	s := &testSigner{
-		client: dyn.Resource(CertificateRequestResource).Namespace(namespace),
-		seen:   map[string]*unstructured.Unstructured{},
-	}
-	s.root = newTestCA(t, "cert-manager test root", nil, nil)
-	s.inter = newTestCA(t, "cert-manager test intermediate", s.root, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			s.pass(ctx, t)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return s
-}
-
-func (s *testSigner) pass(ctx context.Context, t *testing.T) {
-	list, err := s.client.List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return // the context ended, or the API server is busy: try again
-	}
-	for i := range list.Items {
-		cr := &list.Items[i]
-		s.mu.Lock()
-		_, known := s.seen[cr.GetName()]
-		if !known {
-			s.seen[cr.GetName()] = cr.DeepCopy()
-		}
-		s.mu.Unlock()
-		if known {
-			continue
-		}
-		issuer, _, _ := unstructured.NestedString(cr.Object, "spec", "issuerRef", "name")
-		var conds []any
-		switch issuer {
-		case issuerSigns, issuerAddsDNS:
-			chain, err := s.sign(cr, issuer == issuerAddsDNS)
-			if err != nil {
-				t.Errorf("test signer: %v", err)
-				continue
-			}
-			conds = []any{cond("Approved", "True", "TestSigner"), cond("Ready", "True", "Issued")}
-			_ = unstructured.SetNestedField(cr.Object, base64.StdEncoding.EncodeToString(chain), "status", "certificate")
-			_ = unstructured.SetNestedField(cr.Object, base64.StdEncoding.EncodeToString(s.root.pem), "status", "ca")
-		case issuerDenies:
-			conds = []any{cond("Denied", "True", "TestPolicy"), cond("Ready", "False", "Denied")}
-		case issuerFails:
-			conds = []any{cond("Approved", "True", "TestSigner"), cond("Ready", "False", "Failed")}
-		default:
-			continue
-		}
-		_ = unstructured.SetNestedSlice(cr.Object, conds, "status", "conditions")
-		if _, err := s.client.UpdateStatus(ctx, cr, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil && !apierrors.IsNotFound(err) {
-			t.Errorf("test signer: updating %s: %v", cr.GetName(), err)
-		}
-	}
-}
-
-func cond(typ, status, reason string) any {
-	return map[string]any{"type": typ, "status": status, "reason": reason, "message": "by the test signer", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339)}
-}
-
-// sign issues what the CSR asks for, as cert-manager's CA issuer would.
-func (s *testSigner) sign(cr *unstructured.Unstructured, addDNS bool) ([]byte, error) {
-	req, _, _ := unstructured.NestedString(cr.Object, "spec", "request")
-	csrPEM, err := base64.StdEncoding.DecodeString(req)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(csrPEM)
-	if block == nil {
-		return nil, errors.New("spec.request is not PEM")
-	}
-	csr, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	durStr, _, _ := unstructured.NestedString(cr.Object, "spec", "duration")
-	dur, err := time.ParseDuration(durStr)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: csr.Subject,
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(dur),
-		URIs: csr.URIs, DNSNames: csr.DNSNames, IPAddresses: csr.IPAddresses, EmailAddresses: csr.EmailAddresses,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	if addDNS {
-		tmpl.DNSNames = append(tmpl.DNSNames, "added-by-issuer.example.com")
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.inter.cert, csr.PublicKey, s.inter.key)
-	if err != nil {
-		return nil, err
-	}
-	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), s.inter.pem...), nil
-}
-
-func (s *testSigner) request(name string) *unstructured.Unstructured {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.seen[name]
-}
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
@@ -194,7 +54,7 @@ func TestCertManagerSigner(t *testing.T) {
 	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	signer := startTestSigner(t, dynamic.NewForConfigOrDie(base), ns)
+	signer := catest.Start(t, dynamic.NewForConfigOrDie(base).Resource(CertificateRequestResource).Namespace(ns), nil)
 	id := mustIdentity(t, "cluster.local", "shop", "cart")
 
 	newSigner := func(t *testing.T, issuer string, timeout time.Duration) *CertManagerSigner {
@@ -218,15 +78,15 @@ func TestCertManagerSigner(t *testing.T) {
 
 	t.Run("issues through the issuer", func(t *testing.T) {
 		before := creates.Load()
-		chain, err := newSigner(t, issuerSigns, time.Minute).Sign(ctx, csrFor(t, newP256(t), id), id, time.Hour)
+		chain, err := newSigner(t, catest.IssuerSigns, time.Minute).Sign(ctx, csrFor(t, newP256(t), id), id, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		certs := parsePEMChain(t, chain)
-		if len(certs) != 3 || !certs[1].Equal(signer.inter.cert) || !certs[2].Equal(signer.root.cert) {
+		if len(certs) != 3 || !certs[1].Equal(signer.Intermediate.Cert) || !certs[2].Equal(signer.Root.Cert) {
 			t.Fatalf("chain of %d certificates, want leaf, intermediate (status.certificate), root (status.ca)", len(certs))
 		}
-		verifyLeaf(t, certs, signer.root.pem)
+		verifyLeaf(t, certs, signer.Root.PEM)
 		if u := certs[0].URIs; len(u) != 1 || u[0].String() != id.String() {
 			t.Errorf("URI SANs %v, want %s", u, id)
 		}
@@ -236,20 +96,16 @@ func TestCertManagerSigner(t *testing.T) {
 		noneLeft(t)
 
 		// What cert-manager was asked for.
-		signer.mu.Lock()
-		var cr *unstructured.Unstructured
-		for _, c := range signer.seen {
-			cr = c
-		}
-		signer.mu.Unlock()
-		if cr == nil {
+		seen := signer.Requests()
+		if len(seen) == 0 {
 			t.Fatal("the test signer saw no request")
 		}
+		cr := seen[len(seen)-1].Object
 		spec := cr.Object["spec"].(map[string]any)
 		if spec["duration"] != "1h0m0s" || spec["isCA"] == true {
 			t.Errorf("duration %v, isCA %v", spec["duration"], spec["isCA"])
 		}
-		if ref := spec["issuerRef"].(map[string]any); ref["name"] != issuerSigns || ref["kind"] != "Issuer" || ref["group"] != "cert-manager.io" {
+		if ref := spec["issuerRef"].(map[string]any); ref["name"] != catest.IssuerSigns || ref["kind"] != "Issuer" || ref["group"] != "cert-manager.io" {
 			t.Errorf("issuerRef %v", ref)
 		}
 		usages := spec["usages"].([]any)
@@ -268,7 +124,7 @@ func TestCertManagerSigner(t *testing.T) {
 	})
 
 	t.Run("refuses CSRs for other identities without asking cert-manager", func(t *testing.T) {
-		s := newSigner(t, issuerSigns, time.Minute)
+		s := newSigner(t, catest.IssuerSigns, time.Minute)
 		before := creates.Load()
 		for name, csr := range map[string][]byte{
 			"another service account": csrFor(t, newP256(t), mustIdentity(t, "cluster.local", "shop", "admin")),
@@ -298,10 +154,10 @@ func TestCertManagerSigner(t *testing.T) {
 		timeout      time.Duration
 		say          string
 	}{
-		{"denied", issuerDenies, time.Minute, "denied"},
-		{"failed", issuerFails, time.Minute, "failed"},
-		{"issuer adds a DNS name", issuerAddsDNS, time.Minute, "added-by-issuer.example.com"},
-		{"nobody answers", issuerIgnoring, 2 * time.Second, "not issued in time"},
+		{"denied", catest.IssuerDenies, time.Minute, "denied"},
+		{"failed", catest.IssuerFails, time.Minute, "failed"},
+		{"issuer adds a DNS name", catest.IssuerAddsDNS, time.Minute, catest.AddedDNSName},
+		{"nobody answers", catest.IssuerIgnores, 2 * time.Second, "not issued in time"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
@@ -326,11 +182,110 @@ func TestCertManagerSigner(t *testing.T) {
 		short, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		start := time.Now()
-		_, err := newSigner(t, issuerIgnoring, time.Minute).Sign(short, csrFor(t, newP256(t), id), id, time.Hour)
+		_, err := newSigner(t, catest.IssuerIgnores, time.Minute).Sign(short, csrFor(t, newP256(t), id), id, time.Hour)
 		if err == nil || time.Since(start) > 10*time.Second {
 			t.Fatalf("error %v after %s, want a failure near the caller's 1s deadline", err, time.Since(start))
 		}
 		noneLeft(t)
+	})
+
+	dnsNames := []string{"meshd.mesh-system.svc", "istiod.mesh-system.svc"}
+
+	t.Run("serving certificate through the issuer", func(t *testing.T) {
+		before := creates.Load()
+		cert, roots, err := newSigner(t, catest.IssuerSigns, time.Minute).IssueServing(ctx, dnsNames, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(roots, signer.Root.PEM) {
+			t.Errorf("roots %q, want the issuer's status.ca", roots)
+		}
+		if len(cert.Certificate) != 2 || !bytes.Equal(cert.Certificate[1], signer.Intermediate.Cert.Raw) {
+			t.Errorf("a chain of %d certificates, want the leaf and the intermediate", len(cert.Certificate))
+		}
+		if l := cert.Leaf; !slices.Equal(l.DNSNames, dnsNames) || len(l.URIs) > 0 {
+			t.Errorf("leaf for DNS names %v, URIs %v; want DNS names %v only", l.DNSNames, l.URIs, dnsNames)
+		}
+		handshake(t, cert, roots, dnsNames[1])
+		if got := creates.Load() - before; got != 1 {
+			t.Fatalf("%d CertificateRequests created, want 1", got)
+		}
+		noneLeft(t)
+
+		// What cert-manager was asked for: the names, and nothing that is a
+		// workload's.
+		seen := signer.Requests()
+		req := seen[len(seen)-1]
+		if csr := req.CSR; !slices.Equal(csr.DNSNames, dnsNames) || len(csr.URIs)+len(csr.IPAddresses)+len(csr.EmailAddresses) > 0 || csr.Subject.String() != "" {
+			t.Errorf("CSR for DNS names %v, URIs %v, IPs %v, emails %v, subject %q", csr.DNSNames, csr.URIs, csr.IPAddresses, csr.EmailAddresses, csr.Subject)
+		}
+		if u := req.Usages(); !slices.Contains(u, "server auth") || slices.Contains(u, "client auth") {
+			t.Errorf("usages %v, want server auth and not client auth", u)
+		}
+		annotations := req.Object.GetAnnotations()
+		if annotations[ServingDNSNamesAnnotation] != strings.Join(dnsNames, ",") || annotations[SPIFFEIDAnnotation] != "" {
+			t.Errorf("annotations %v", annotations)
+		}
+	})
+
+	t.Run("serving certificate, roots from the top of the chain", func(t *testing.T) {
+		cert, roots, err := newSigner(t, catest.IssuerSignsWithoutCA, time.Minute).IssueServing(ctx, dnsNames, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(roots, signer.Root.PEM) {
+			t.Errorf("roots %q, want the self-signed root that ends status.certificate", roots)
+		}
+		// The root is the client's to have: the handshake does not send it.
+		if len(cert.Certificate) != 2 {
+			t.Errorf("a chain of %d certificates, want the leaf and the intermediate", len(cert.Certificate))
+		}
+		handshake(t, cert, roots, dnsNames[0])
+		noneLeft(t)
+	})
+
+	for _, tc := range []struct {
+		name, issuer string
+		is           []error
+		say          []string
+	}{
+		{"serving certificate, roots unknown", catest.IssuerSignsWithoutRoot, []error{ErrRootsUnknown, ErrUnavailable}, []string{"status.ca", "cert-manager test intermediate"}},
+		{"serving certificate, issuer adds a DNS name", catest.IssuerAddsDNS, []error{ErrUnavailable}, []string{catest.AddedDNSName}},
+		{"serving certificate denied", catest.IssuerDenies, []error{ErrUnavailable}, []string{"denied"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cert, roots, err := newSigner(t, tc.issuer, time.Minute).IssueServing(ctx, dnsNames, time.Hour)
+			if err == nil {
+				t.Fatalf("got a certificate (%v) and roots %q", cert.Leaf.DNSNames, roots)
+			}
+			for _, want := range tc.is {
+				if !errors.Is(err, want) {
+					t.Errorf("error %v is not %v", err, want)
+				}
+			}
+			for _, want := range tc.say {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			noneLeft(t)
+		})
+	}
+
+	t.Run("serving certificate needs DNS names", func(t *testing.T) {
+		s := newSigner(t, catest.IssuerSigns, time.Minute)
+		before := creates.Load()
+		for _, names := range [][]string{nil, {"Not_A_DNS_Name"}, {"spiffe://cluster.local/ns/shop/sa/cart"}} {
+			if _, _, err := s.IssueServing(ctx, names, time.Hour); err == nil {
+				t.Errorf("IssueServing(%q) succeeded", names)
+			}
+		}
+		if _, _, err := s.IssueServing(ctx, dnsNames, 0); err == nil {
+			t.Error("IssueServing with no validity succeeded")
+		}
+		if got := creates.Load() - before; got != 0 {
+			t.Errorf("%d CertificateRequests created for refused names", got)
+		}
 	})
 
 	t.Run("options", func(t *testing.T) {
@@ -340,4 +295,29 @@ func TestCertManagerSigner(t *testing.T) {
 			}
 		}
 	})
+}
+
+// handshake completes a TLS handshake in memory with cert on the server's
+// side and a client that verifies it as serverName against roots.
+func handshake(t *testing.T, cert *tls.Certificate, roots []byte, serverName string) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(roots) {
+		t.Fatalf("roots are not PEM: %q", roots)
+	}
+	clientSide, serverSide := net.Pipe()
+	defer clientSide.Close()
+	defer serverSide.Close()
+	_ = clientSide.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = serverSide.SetDeadline(time.Now().Add(10 * time.Second))
+	server := tls.Server(serverSide, &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12})
+	serverErr := make(chan error, 1)
+	go func() { serverErr <- server.Handshake() }()
+	client := tls.Client(clientSide, &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12})
+	if err := client.Handshake(); err != nil {
+		t.Fatalf("a client verifying %s against the roots: %v", serverName, err)
+	}
+	if err := <-serverErr; err != nil {
+		t.Fatalf("server side of the handshake: %v", err)
+	}
 }

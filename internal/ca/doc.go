@@ -14,7 +14,10 @@
 //     fits a condition's reason. No error, log line or printed value holds the
 //     key.
 //   - CertManager: CertManagerSigner sends each CSR to cert-manager as a
-//     CertificateRequest for the configured issuer.
+//     CertificateRequest for the configured issuer. There is no local CA
+//     key: meshd's own serving certificate is requested from the issuer too
+//     (IssueServing, DNS names only), and the roots meshd publishes are the
+//     ones the issuer reports with it (status.ca).
 //
 // meshd keeps the Provided/SelfSigned CA in a Holder and calls Update whenever
 // the Secret changes: a valid bundle replaces the signer atomically, an

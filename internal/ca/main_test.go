@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/meshplane/meshplane/internal/ca/catest"
 	"github.com/meshplane/meshplane/test/harness"
 )
 
@@ -38,7 +36,8 @@ func TestMain(m *testing.M) {
 }
 
 // apiServer returns a cluster-admin config for the package's API server, with
-// cert-manager's CRDs installed from the cert-manager module go.mod requires.
+// cert-manager's CRDs installed from the cert-manager module go.mod requires
+// (catest.CRDDir).
 func apiServer(t *testing.T) *rest.Config {
 	t.Helper()
 	apiOnce.Do(func() {
@@ -47,7 +46,7 @@ func apiServer(t *testing.T) *rest.Config {
 			return
 		}
 		var dir string
-		if dir, apiErr = certManagerCRDDir(); apiErr != nil {
+		if dir, apiErr = catest.CRDDir(); apiErr != nil {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -58,24 +57,4 @@ func apiServer(t *testing.T) *rest.Config {
 		t.Fatal(apiErr)
 	}
 	return apiCfg
-}
-
-// certManagerCRDDir is deploy/crds of the cert-manager module in the module
-// cache: the CRDs are read from there, never copied into this repository.
-func certManagerCRDDir() (string, error) {
-	root, err := harness.ModuleRoot()
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager")
-	cmd.Dir = root
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("finding the cert-manager module: %w", err)
-	}
-	dir := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
-	if _, err := os.Stat(filepath.Join(dir, "cert-manager.io_certificaterequests.yaml")); err != nil {
-		return "", fmt.Errorf("cert-manager CRDs: %w", err)
-	}
-	return dir, nil
 }

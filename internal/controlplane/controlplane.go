@@ -12,10 +12,12 @@
 // service. ADS there admits only callers with a mesh client certificate or a
 // service-account token (audience istio-ca) that a TokenReview accepts.
 //
-// With ca.type CertManager the secure port is not served: cert-manager's
-// issuer signs only SPIFFE identities through meshd, so meshd has no
-// certificate for its DNS names that clients (mesh-agent verifies meshd by
-// DNS name) could verify, and no roots to publish.
+// With ca.type CertManager the certificate service signs through the
+// configured cert-manager issuer (ca.CertManagerSigner), and meshd's own
+// serving certificate comes from that issuer too, requested for the serving
+// DNS names and renewed before it expires; the roots the issuer reports with
+// it are the ones published and the ones client certificates are verified
+// with.
 package controlplane
 
 import (
@@ -30,7 +32,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -59,7 +60,7 @@ type Options struct {
 	// Namespace is meshd's namespace, which is the mesh's root namespace
 	// (model.MeshConfig.RootNamespace). The CA Secret is read there
 	// (SelfSigned: v1alpha1.SelfSignedCASecretName; Provided: ca.provided.secretName)
-	// and cert-manager's CertificateRequests would be made there. Empty: no
+	// and cert-manager's CertificateRequests are made there (CertManager). Empty: no
 	// CA, no root publishing, no secure port.
 	Namespace string
 	// ServingDNSNames are the names of meshd's certificate on SecureXDSAddr,
@@ -99,8 +100,8 @@ type ControlPlane struct {
 	holder *ca.Holder
 	auth   *certservice.TokenReviewAuthenticator
 	roots  *rootcert.Publisher
-	// caSource is set with the first mesh config, for a CA kept in a Secret.
-	caSource atomic.Pointer[secretSource]
+	// caSource holds the caSource set with the first mesh config.
+	caSource atomic.Value
 	// ca is what the CA was built from (Run only).
 	ca caSettings
 
@@ -224,12 +225,13 @@ func (c *ControlPlane) SetMeshConfig(cfg *meshd.MeshConfig) {
 }
 
 // Ready is true once discovery has synced and the xDS server holds a world,
-// and a CA kept in a Secret has loaded.
+// and a CA kept in a Secret has loaded (CertManager: meshd holds a serving
+// certificate from the issuer).
 func (c *ControlPlane) Ready() (bool, string) {
 	if !c.synced.Load() {
 		return false, "service discovery has not synced with the API server yet"
 	}
-	if src := c.caSource.Load(); src != nil {
+	if src, _ := c.caSource.Load().(caSource); src != nil {
 		if ok, why := src.ready(); !ok {
 			return false, "no mesh CA: " + why
 		}
@@ -323,13 +325,10 @@ func (c *ControlPlane) startCA(ctx context.Context, cfg *meshd.MeshConfig, backg
 	}
 	c.ca = caSettingsOf(cfg)
 	log := c.log.WithName("ca")
-	if c.ca.caType == meshd.CACertManager {
-		log.Error(errors.New("ca.type CertManager: meshd has no certificate for its DNS names (cert-manager signs only SPIFFE identities through meshd)"),
-			"Not serving the secure xDS and certificate port, and not publishing a mesh root: workloads get no certificates from meshd",
+	if c.ca.caType == meshd.CACertManager && c.secureListener == nil {
+		// The roots come with meshd's serving certificate.
+		log.Info("ca.type CertManager without the secure port: no serving certificate is requested, so no mesh root is known or published",
 			"issuer", c.ca.issuer.Name, "kind", c.ca.issuer.Kind)
-		if c.secureListener != nil {
-			c.secureListener.Close() // refuse connections rather than leave them waiting
-		}
 		return nil, nil
 	}
 
@@ -342,8 +341,11 @@ func (c *ControlPlane) startCA(ctx context.Context, cfg *meshd.MeshConfig, backg
 			c.log.Error(err, "Publishing the mesh root stopped")
 		}
 	})
-	src := newSecretSource(c.kube, types.NamespacedName{Namespace: c.opts.Namespace, Name: c.ca.secretName}, c.holder, log,
-		func() { roots.SetRoots(c.holder.Authority().RootsPEM()) })
+
+	src, signer, serving, err := c.buildCA(log, roots)
+	if err != nil {
+		return nil, err
+	}
 	c.caSource.Store(src)
 	background.Go(func() { src.run(ctx) })
 
@@ -351,7 +353,7 @@ func (c *ControlPlane) startCA(ctx context.Context, cfg *meshd.MeshConfig, backg
 		return nil, nil
 	}
 	certs, err := certservice.New(certservice.Options{
-		Signer:        c.holder,
+		Signer:        signer,
 		Authenticator: c.auth,
 		TrustDomain:   c.ca.trustDomain,
 		Logger:        log.WithName("certservice"),
@@ -360,10 +362,10 @@ func (c *ControlPlane) startCA(ctx context.Context, cfg *meshd.MeshConfig, backg
 	if err != nil {
 		return nil, err
 	}
-	tlsConfig := (&servingTLS{holder: c.holder, opts: certservice.ServingOptions{DNSNames: c.opts.ServingDNSNames, Logger: log}}).config()
+	tlsConfig := secureTLSConfig(serving)
 	lis := c.secureListener
 	c.log.Info("Serving xDS and the certificate service over TLS", "addr", lis.Addr().String(),
-		"dnsNames", c.opts.ServingDNSNames, "caSecret", src.key.String())
+		"dnsNames", c.opts.ServingDNSNames, "ca", c.ca.String())
 	return func() error { return c.serveSecure(ctx, lis, tlsConfig, certs, c.auth) }, nil
 }
 
@@ -377,10 +379,8 @@ func (c *ControlPlane) caConfigChanged(cfg *meshd.MeshConfig) {
 		c.log.Error(fmt.Errorf("the CA was built from %s, the mesh config now says %s", c.ca, now),
 			"Mesh config change of the CA or the trust domain not applied; restart meshd to apply it")
 	}
-	if c.ca.caType != meshd.CACertManager {
-		if err := c.roots.SetDiscoverySelectors(cfg.DiscoverySelectors); err != nil {
-			c.log.Error(err, "Mesh config change not applied to the root publisher")
-		}
+	if err := c.roots.SetDiscoverySelectors(cfg.DiscoverySelectors); err != nil {
+		c.log.Error(err, "Mesh config change not applied to the root publisher")
 	}
 }
 

@@ -8,12 +8,13 @@ import (
 
 	"k8s.io/client-go/rest"
 
+	"github.com/meshplane/meshplane/internal/ca/catest"
 	"github.com/meshplane/meshplane/internal/istiocrd"
 	"github.com/meshplane/meshplane/test/harness"
 )
 
 // apiConfig reaches the package's API server (cluster-admin), which serves
-// Istio's CRDs.
+// Istio's and cert-manager's CRDs.
 var apiConfig *rest.Config
 
 func TestMain(m *testing.M) {
@@ -25,6 +26,13 @@ func TestMain(m *testing.M) {
 	crds, err := istiocrd.CRDs()
 	if err == nil {
 		err = harness.CreateCRDs(context.Background(), cfg, crds)
+	}
+	var certManagerCRDs string
+	if err == nil {
+		certManagerCRDs, err = catest.CRDDir()
+	}
+	if err == nil {
+		_, err = harness.InstallCRDs(context.Background(), cfg, certManagerCRDs)
 	}
 	code := 1
 	if err != nil {

@@ -25,11 +25,26 @@ import (
 	"github.com/meshplane/meshplane/internal/xds/server"
 )
 
-// servingTLS is the TLS of the secure port: meshd's certificate for its DNS
-// names, issued from the mesh CA (certservice.ServingTLSConfig), and client
-// certificates requested but not required, verified against the mesh roots.
-// Until the CA has loaded every handshake fails, which clients see as
-// Unavailable.
+// tlsSource gives the TLS configuration of each handshake on the secure port:
+// meshd's certificate for its DNS names, and client certificates requested but
+// not required, verified against the mesh roots. An error fails the
+// handshake, which clients see as Unavailable.
+type tlsSource interface {
+	forClient() (*tls.Config, error)
+}
+
+// secureTLSConfig is the secure port's TLS configuration, taken from src at
+// every handshake.
+func secureTLSConfig(src tlsSource) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return src.forClient() },
+	}
+}
+
+// servingTLS is the secure port's tlsSource for a CA kept in a Secret: the
+// certificate is issued from the holder (certservice.ServingTLSConfig). Until
+// the CA has loaded every handshake fails.
 type servingTLS struct {
 	holder *ca.Holder
 	opts   certservice.ServingOptions
@@ -38,13 +53,6 @@ type servingTLS struct {
 	serving *tls.Config // nil until the CA has loaded
 	current *tls.Config // serving, trusting the roots of generation gen
 	gen     uint64
-}
-
-func (s *servingTLS) config() *tls.Config {
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return s.forClient() },
-	}
 }
 
 func (s *servingTLS) forClient() (*tls.Config, error) {
@@ -68,6 +76,16 @@ func (s *servingTLS) forClient() (*tls.Config, error) {
 		s.current, s.gen = cfg, gen
 	}
 	return s.current, nil
+}
+
+// forClient makes issuerSource the secure port's tlsSource with CA type
+// CertManager: the certificate and roots last obtained from the issuer, while
+// the certificate is valid.
+func (s *issuerSource) forClient() (*tls.Config, error) {
+	if cur := s.valid(); cur != nil {
+		return cur.config, nil
+	}
+	return nil, errors.New(s.why())
 }
 
 // adsMethodPrefix starts the full method names of ADS (both variants).

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,11 +36,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
 	"github.com/meshplane/meshplane/api/v1alpha1"
 	"github.com/meshplane/meshplane/internal/ca"
+	"github.com/meshplane/meshplane/internal/ca/catest"
 	"github.com/meshplane/meshplane/internal/meshd"
 	"github.com/meshplane/meshplane/internal/rootcert"
 )
@@ -417,36 +421,153 @@ func TestSecurePort(t *testing.T) {
 	}
 }
 
-// TestCertManagerNotServed: with ca.type CertManager meshd has no serving
-// certificate, so it says so, refuses connections on the secure port and is
-// ready on plaintext xDS alone.
-func TestCertManagerNotServed(t *testing.T) {
+// TestCertManagerSecurePort runs the control plane with ca.type CertManager
+// against the API server, with a test signer standing in for cert-manager:
+// while the issuer fails meshd's serving certificate, /ready says why and the
+// secure port refuses handshakes; once it signs, meshd serves a certificate
+// for its DNS name that the issuer signed, the issuer's root is published, a
+// workload with a token gets a certificate through the issuer that verifies
+// against that root and can use it for ADS; a request the issuer denies is
+// Unavailable and says it was denied.
+func TestCertManagerSecurePort(t *testing.T) {
+	ctx := context.Background()
 	kube := kubernetes.NewForConfigOrDie(apiConfig)
 	n := newNames()
-	if _, err := kube.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n.meshNamespace}}, metav1.CreateOptions{}); err != nil {
+	for _, ns := range []string{n.meshNamespace, n.appNamespace} {
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := kube.CoreV1().ServiceAccounts(n.appNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: serviceAccount}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
+	tr, err := kube.CoreV1().ServiceAccounts(n.appNamespace).CreateToken(ctx, serviceAccount, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"istio-ca"}, ExpirationSeconds: ptr.To[int64](600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := tr.Status.Token
+
+	requests := dynamic.NewForConfigOrDie(apiConfig).Resource(ca.CertificateRequestResource).Namespace(n.meshNamespace)
+	// The issuer fails everything at first.
+	signer := catest.Start(t, requests, func(catest.Request) catest.Decision { return catest.Fail })
+
+	const issuer = "mesh-issuer"
 	cp, stop := startControlPlane(t, Options{
 		RestConfig:      apiConfig,
 		Namespace:       n.meshNamespace,
 		SecureXDSAddr:   "127.0.0.1:0",
 		ServingDNSNames: []string{n.servingName},
-		Logger:          logs.logger(),
 	}, &meshd.MeshConfig{TrustDomain: "cluster.local", OutboundTrafficPolicy: "ALLOW_ANY", CA: meshd.CAConfig{
 		Type:        meshd.CACertManager,
-		CertManager: &meshd.CertManagerCA{IssuerRef: meshd.IssuerReference{Name: "mesh-issuer", Kind: "Issuer", Group: "cert-manager.io"}},
+		CertManager: &meshd.CertManagerCA{IssuerRef: meshd.IssuerReference{Name: issuer, Kind: "Issuer", Group: "cert-manager.io"}},
 	}})
 	defer stop()
-	eventually(t, "readiness", func() bool { ok, _ := cp.Ready(); return ok })
-	if !strings.Contains(logs.String(), "Not serving the secure xDS and certificate port") {
-		t.Errorf("no log line saying the secure port is not served:\n%s", logs)
+	addr := cp.SecureXDSAddr().String()
+
+	// No serving certificate: not ready, and the reason is the issuer's.
+	eventually(t, "/ready to say the serving certificate request failed", func() bool {
+		ok, why := cp.Ready()
+		return !ok && strings.Contains(why, "no serving certificate") && strings.Contains(why, `Issuer "`+issuer+`"`) &&
+			strings.Contains(why, "failed to issue")
+	})
+	// The server refuses the handshake (a remote error), before the client
+	// could refuse its certificate.
+	if _, _, err := n.workloadCert(n.dial(t, addr, x509.NewCertPool(), nil), token); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "remote error") {
+		t.Fatalf("a certificate request without a serving certificate: %v, want Unavailable from a handshake meshd refused", err)
 	}
-	eventually(t, "the secure port to refuse connections", func() bool {
-		conn, err := net.DialTimeout("tcp", cp.SecureXDSAddr().String(), time.Second)
-		if err == nil {
-			conn.Close()
+
+	signer.SetDecide(func(catest.Request) catest.Decision { return catest.Sign })
+	eventually(t, "readiness", func() bool { ok, _ := cp.Ready(); return ok })
+
+	// The issuer's root is published.
+	var published *corev1.ConfigMap
+	eventually(t, "the root in the workload's namespace", func() bool {
+		published, err = kube.CoreV1().ConfigMaps(n.appNamespace).Get(ctx, rootcert.ConfigMapName, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
 		}
-		return err != nil
+		return err == nil
+	})
+	if got := published.Data[rootcert.DataKey]; got != string(signer.Root.PEM) {
+		t.Fatalf("published roots %q, want the issuer's root", got)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM([]byte(published.Data[rootcert.DataKey]))
+
+	// meshd's serving certificate is the one the issuer signed for its DNS
+	// name, from a request for that name only.
+	tlsConn, err := tls.DialWithDialer(&net.Dialer{Timeout: waitFor}, "tcp", addr,
+		&tls.Config{RootCAs: roots, ServerName: n.servingName, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatalf("a client trusting the published root does not accept meshd: %v", err)
+	}
+	state := tlsConn.ConnectionState()
+	_ = tlsConn.Close()
+	served := state.PeerCertificates[0]
+	if err := served.CheckSignatureFrom(signer.Intermediate.Cert); err != nil {
+		t.Errorf("the serving certificate was not signed by the issuer: %v", err)
+	}
+	if !slices.Equal(served.DNSNames, []string{n.servingName}) || len(served.URIs) > 0 {
+		t.Errorf("serving certificate for DNS names %v and URIs %v, want %s only", served.DNSNames, served.URIs, n.servingName)
+	}
+	if state.NegotiatedProtocol != "h2" {
+		t.Errorf("ALPN %q, want h2 (gRPC clients insist)", state.NegotiatedProtocol)
+	}
+	servingRequested := false
+	for _, r := range signer.Requests() {
+		key, ok := r.CSR.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+		if ok && key.Equal(served.PublicKey) {
+			servingRequested = slices.Equal(r.CSR.DNSNames, []string{n.servingName}) && len(r.CSR.URIs) == 0 &&
+				r.IssuerName() == issuer && slices.Contains(r.Usages(), "server auth")
+		}
+	}
+	if !servingRequested {
+		t.Error("no CertificateRequest for the serving certificate's key asked the issuer for meshd's DNS name (server auth) and nothing else")
+	}
+
+	// A workload gets its certificate through the issuer, verifying against
+	// the published root.
+	conn := n.dial(t, addr, roots, nil)
+	chain, key, err := n.workloadCert(conn, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.verify(t, chain, roots)
+	if !chain[1].Equal(signer.Intermediate.Cert) {
+		t.Errorf("the workload's certificate was signed by %q, want the issuer's intermediate", chain[1].Subject)
+	}
+
+	// ADS on the secure port: refused without credentials, served with the
+	// workload's certificate, verified against the issuer's root.
+	if _, err := n.adsResponse(conn, ""); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("ADS without a token or client certificate: %v, want Unauthenticated", err)
+	}
+	clientCert := &tls.Certificate{PrivateKey: key}
+	for _, c := range chain {
+		clientCert.Certificate = append(clientCert.Certificate, c.Raw)
+	}
+	if resp, err := n.adsResponse(n.dial(t, addr, roots, clientCert), ""); err != nil || resp.GetTypeUrl() != resourcev3.ClusterType {
+		t.Errorf("ADS with a mesh client certificate: %v, %v", resp, err)
+	}
+
+	// The issuer's approver denies workload certificates from now on.
+	signer.SetDecide(func(r catest.Request) catest.Decision {
+		if r.Object.GetAnnotations()[ca.SPIFFEIDAnnotation] != "" {
+			return catest.Deny
+		}
+		return catest.Sign
+	})
+	_, _, err = n.workloadCert(conn, token)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "was denied") || !strings.Contains(err.Error(), n.meshNamespace+"/") {
+		t.Errorf("a certificate request the issuer denies: %v, want Unavailable saying which request was denied", err)
+	}
+	if ok, why := cp.Ready(); !ok {
+		t.Errorf("not ready after a denied workload request, with a serving certificate held: %s", why)
+	}
+	eventually(t, "meshd to delete its CertificateRequests", func() bool {
+		list, err := requests.List(ctx, metav1.ListOptions{})
+		return err == nil && len(list.Items) == 0
 	})
 }

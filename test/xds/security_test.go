@@ -56,10 +56,10 @@ import (
 // proxied with the token), and grpc-go servers and clients with xDS
 // credentials, over loopback with real TLS.
 const (
-	securityNS   = "mesh-security"
-	meshRootNS   = "meshplane-system"
-	greeterPort  = 50151
-	trustDomain  = "cluster.local"
+	securityNS    = "mesh-security"
+	meshRootNS    = "meshplane-system"
+	greeterPort   = 50151
+	trustDomain   = "cluster.local"
 	rootConfigMap = "meshplane-ca-root-cert"
 )
 
@@ -73,7 +73,9 @@ type meshWorkload struct {
 	bootstrap    []byte
 }
 
-func (w *meshWorkload) certChainFile() string { return filepath.Join(w.dir, "certs", agent.CertChainFile) }
+func (w *meshWorkload) certChainFile() string {
+	return filepath.Join(w.dir, "certs", agent.CertChainFile)
+}
 
 func TestMeshSecurity(t *testing.T) {
 	kube := kubernetes.NewForConfigOrDie(restConfig)

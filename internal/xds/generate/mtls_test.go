@@ -6,8 +6,8 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	networking "istio.io/api/networking/v1"
@@ -115,7 +115,7 @@ func mtlsWorld() *model.World {
 			{Meta: model.Meta{Name: "no-admin", Namespace: "shop", CreationUnix: 8}, Spec: &security.AuthorizationPolicy{
 				Selector: &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "web"}},
 				Action:   security.AuthorizationPolicy_DENY,
-				Rules: []*security.Rule{{To: []*security.Rule_To{{Operation: &security.Operation{Paths: []string{"/admin/*"}}}}}},
+				Rules:    []*security.Rule{{To: []*security.Rule_To{{Operation: &security.Operation{Paths: []string{"/admin/*"}}}}}},
 			}},
 		},
 		DestinationRules: []*model.DestinationRule{
