@@ -83,7 +83,7 @@ func apiServerTokenSigner(t *testing.T, c *cluster) *tokenSigner {
 	if err := json.Unmarshal(raw, &jwks); err != nil {
 		t.Fatal(err)
 	}
-	dir := apiEnv.ControlPlane.APIServer.CertDir
+	dir := api.Environment().ControlPlane.APIServer.CertDir
 	files, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)

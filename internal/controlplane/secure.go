@@ -9,7 +9,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/go-logr/logr"
@@ -157,24 +156,5 @@ func (c *ControlPlane) serveSecure(ctx context.Context, lis net.Listener, tlsCon
 	g := grpc.NewServer(opts...)
 	c.xds.RegisterServices(g)
 	certs.Register(g)
-	errc := make(chan error, 1)
-	go func() { errc <- g.Serve(lis) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving %s: %w", lis.Addr(), err)
-	case <-ctx.Done():
-	}
-	stopped := make(chan struct{})
-	go func() {
-		g.GracefulStop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(2 * time.Second):
-		g.Stop()
-		<-stopped
-	}
-	<-errc
-	return nil
+	return server.ServeGRPC(ctx, g, lis)
 }

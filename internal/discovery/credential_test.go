@@ -119,7 +119,7 @@ func TestTrimSecret(t *testing.T) {
 // Credentials map and its entries shared across Worlds until a Secret
 // changes, no World for an unchanged Secret, deletion.
 func TestCredentialIntake(t *testing.T) {
-	sel, _ := compileSelectors(meshSelector)
+	sel, _ := CompileSelectors(meshSelector)
 	x := newIndex(model.MeshConfig{}, sel)
 	x.upsertNamespace(&testNamespace("in", map[string]string{"mesh": "on"}).ObjectMeta)
 	x.upsertNamespace(&testNamespace("out", nil).ObjectMeta)

@@ -116,7 +116,7 @@ type Discovery struct {
 // New prepares a Discovery for the cluster at cfg; nothing is watched until
 // Start.
 func New(cfg *rest.Config, opts Options) (*Discovery, error) {
-	selectors, err := compileSelectors(opts.DiscoverySelectors)
+	selectors, err := CompileSelectors(opts.DiscoverySelectors)
 	if err != nil {
 		return nil, err
 	}
@@ -454,7 +454,7 @@ func (d *Discovery) Changes() <-chan struct{} { return d.changes }
 // takes effect without relisting anything; a change of DomainSuffix renames
 // every Service.
 func (d *Discovery) SetMesh(mesh model.MeshConfig, selectors []metav1.LabelSelector) error {
-	compiled, err := compileSelectors(selectors)
+	compiled, err := CompileSelectors(selectors)
 	if err != nil {
 		return err
 	}
@@ -478,7 +478,7 @@ func (d *Discovery) SetJWKS(keys map[string]string) {
 // Discovery would: Secrets not of type kubernetes.io/tls are accepted and
 // ignored. For tests and fixtures.
 func BuildWorld(opts Options, objs ...runtime.Object) (*model.World, error) {
-	selectors, err := compileSelectors(opts.DiscoverySelectors)
+	selectors, err := CompileSelectors(opts.DiscoverySelectors)
 	if err != nil {
 		return nil, err
 	}

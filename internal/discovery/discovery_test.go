@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/meshplane/meshplane/internal/model"
 	"github.com/meshplane/meshplane/test/harness"
@@ -22,29 +20,13 @@ import (
 
 // The API server is started by the first test that needs one (unit tests and
 // benchmarks do not) and stopped by TestMain.
-var (
-	envOnce sync.Once
-	env     *envtest.Environment
-	envCfg  *rest.Config
-	envErr  error
-)
+var api harness.LazyEnvtest
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil { // always: it stops kube-apiserver and etcd
-			fmt.Fprintln(os.Stderr, err)
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(api.Run(m)) }
 
 func apiServer(t *testing.T) (*rest.Config, client.Client) {
 	t.Helper()
-	envOnce.Do(func() { env, envCfg, envErr = harness.StartEnvtest() })
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
+	envCfg := api.Config(t)
 	c, err := harness.NewClient(envCfg)
 	if err != nil {
 		t.Fatal(err)

@@ -174,8 +174,9 @@ func newIndex(mesh model.MeshConfig, selectors []labels.Selector) *index {
 	}
 }
 
-// compileSelectors turns discoverySelectors into label selectors.
-func compileSelectors(in []metav1.LabelSelector) ([]labels.Selector, error) {
+// CompileSelectors turns discoverySelectors into label selectors; an
+// invalid one is an error naming its index.
+func CompileSelectors(in []metav1.LabelSelector) ([]labels.Selector, error) {
 	out := make([]labels.Selector, 0, len(in))
 	for i := range in {
 		s, err := metav1.LabelSelectorAsSelector(&in[i])

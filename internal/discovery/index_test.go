@@ -244,7 +244,7 @@ func (u *universe) step() {
 			if r.IntN(2) == 0 {
 				u.sel = meshSelector
 			}
-			s, _ := compileSelectors(u.sel)
+			s, _ := CompileSelectors(u.sel)
 			u.x.setMesh(model.MeshConfig{TrustDomain: "td"}, s)
 			u.configEvents++
 			return
@@ -378,7 +378,7 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 			objects: map[string]runtime.Object{},
 			sel:     meshSelector,
 		}
-		s, _ := compileSelectors(u.sel)
+		s, _ := CompileSelectors(u.sel)
 		u.x = newIndex(mesh, s)
 		type handedOut struct {
 			w    *model.World
@@ -540,7 +540,7 @@ func TestUnchangedServicesShared(t *testing.T) {
 }
 
 func TestScope(t *testing.T) {
-	sel, _ := compileSelectors(meshSelector)
+	sel, _ := CompileSelectors(meshSelector)
 	x := newIndex(model.MeshConfig{}, sel)
 	x.upsertNamespace(&testNamespace("in", map[string]string{"mesh": "on"}).ObjectMeta)
 	x.upsertNamespace(&testNamespace("out", nil).ObjectMeta)
@@ -593,7 +593,7 @@ func TestScope(t *testing.T) {
 // pointer sharing across Worlds, no World for an unchanged object, specs
 // copied from the input.
 func TestConfigIntake(t *testing.T) {
-	sel, _ := compileSelectors(meshSelector)
+	sel, _ := CompileSelectors(meshSelector)
 	x := newIndex(model.MeshConfig{}, sel)
 	x.upsertNamespace(&testNamespace("in", map[string]string{"mesh": "on"}).ObjectMeta)
 	x.upsertNamespace(&testNamespace("out", nil).ObjectMeta)
@@ -696,7 +696,7 @@ func TestConfigIntake(t *testing.T) {
 // the networking ones: in scope only, as copies, sorted, a pointer kept while
 // unchanged, gone when deleted.
 func TestSecurityConfigIntake(t *testing.T) {
-	sel, _ := compileSelectors(meshSelector)
+	sel, _ := CompileSelectors(meshSelector)
 	x := newIndex(model.MeshConfig{}, sel)
 	x.upsertNamespace(&testNamespace("in", map[string]string{"mesh": "on"}).ObjectMeta)
 	x.upsertNamespace(&testNamespace("out", nil).ObjectMeta)

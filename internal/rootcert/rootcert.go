@@ -31,6 +31,8 @@ import (
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/meshplane/meshplane/internal/discovery"
 )
 
 const (
@@ -81,7 +83,7 @@ func New(client kubernetes.Interface, o Options) (*Publisher, error) {
 	if client == nil {
 		return nil, errors.New("root certificate publisher: a client is required")
 	}
-	selectors, err := compileSelectors(o.DiscoverySelectors)
+	selectors, err := discovery.CompileSelectors(o.DiscoverySelectors)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +145,7 @@ func (p *Publisher) SetRoots(pem []byte) {
 
 // SetDiscoverySelectors changes the namespaces in scope.
 func (p *Publisher) SetDiscoverySelectors(in []metav1.LabelSelector) error {
-	selectors, err := compileSelectors(in)
+	selectors, err := discovery.CompileSelectors(in)
 	if err != nil {
 		return err
 	}
@@ -302,16 +304,4 @@ func (p *Publisher) inScope(ns *corev1.Namespace, selectors []labels.Selector) b
 // terminating namespaces refuse new objects; their ConfigMaps go with them.
 func terminating(ns *corev1.Namespace) bool {
 	return ns.DeletionTimestamp != nil || ns.Status.Phase == corev1.NamespaceTerminating
-}
-
-func compileSelectors(in []metav1.LabelSelector) ([]labels.Selector, error) {
-	out := make([]labels.Selector, 0, len(in))
-	for i := range in {
-		s, err := metav1.LabelSelectorAsSelector(&in[i])
-		if err != nil {
-			return nil, fmt.Errorf("discoverySelectors[%d]: %w", i, err)
-		}
-		out = append(out, s)
-	}
-	return out, nil
 }

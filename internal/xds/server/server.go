@@ -257,11 +257,20 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ...grpc.Serve
 	s.Start(ctx)
 	g := grpc.NewServer(append(ServerOptions(), opts...)...)
 	s.RegisterServices(g)
+	if err := ServeGRPC(ctx, g, lis); err != nil {
+		return fmt.Errorf("xds server: %w", err)
+	}
+	return nil
+}
+
+// ServeGRPC serves g on lis until ctx ends, then stops it: gracefully for at
+// most 2 s (open ADS streams never end on their own), then at once.
+func ServeGRPC(ctx context.Context, g *grpc.Server, lis net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("xds server: serve %s: %w", lis.Addr(), err)
+		return fmt.Errorf("serve %s: %w", lis.Addr(), err)
 	case <-ctx.Done():
 	}
 	stopped := make(chan struct{})
