@@ -63,6 +63,7 @@ func istioGatewayResources(world *model.World, proxy *model.Proxy, wildcard stri
 		return nil, nil, nil, false, nil
 	}
 	ns := proxyNamespace(proxy)
+	sec := inboundSecurityFor(world, proxy)
 	byPort := map[int32][]gatewayServer{}
 	for _, g := range gateways {
 		for i, s := range g.Spec.GetServers() {
@@ -85,6 +86,17 @@ func istioGatewayResources(world *model.World, proxy *model.Proxy, wildcard stri
 	for _, number := range slices.Sorted(maps.Keys(byPort)) {
 		servers := byPort[number]
 		target := gatewayTargetPort(world, proxyIP(proxy), number)
+		// The gateway's workload is what AuthorizationPolicies and
+		// RequestAuthentications select; its listening port is the
+		// policies' port.
+		httpAuthz, err := sec.httpFilters(uint32(target))
+		if err != nil {
+			return nil, nil, nil, false, err
+		}
+		tcpAuthz, err := sec.networkFilters(uint32(target))
+		if err != nil {
+			return nil, nil, nil, false, err
+		}
 		var chains []*listenerv3.FilterChain
 		sniChains := false
 		isHTTP := func(gs gatewayServer) bool {
@@ -95,7 +107,7 @@ func istioGatewayResources(world *model.World, proxy *model.Proxy, wildcard stri
 		if httpServers := slices.DeleteFunc(slices.Clone(servers), func(gs gatewayServer) bool { return !isHTTP(gs) }); len(httpServers) > 0 {
 			rc := gatewayHTTPRoutes(world, GatewayRouteName(number), number, httpServers, ns)
 			routes = append(routes, rc)
-			f, err := hcmFilter(gatewayHCM(OutboundListenerName(target), rc.GetName()))
+			f, err := hcmFilter(gatewayHCM(OutboundListenerName(target), rc.GetName(), httpAuthz))
 			if err != nil {
 				return nil, nil, nil, false, err
 			}
@@ -138,7 +150,7 @@ func istioGatewayResources(world *model.World, proxy *model.Proxy, wildcard stri
 				if protocol == model.ProtocolHTTPS {
 					rc := gatewayHTTPRoutes(world, chainName, number, []gatewayServer{gs}, ns)
 					routes = append(routes, rc)
-					f, err = hcmFilter(gatewayHCM(OutboundListenerName(target), rc.GetName()))
+					f, err = hcmFilter(gatewayHCM(OutboundListenerName(target), rc.GetName(), httpAuthz))
 				} else {
 					f, err = gatewayTCPFilter(world, gs, number, ns, chainName)
 				}
@@ -149,10 +161,14 @@ func istioGatewayResources(world *model.World, proxy *model.Proxy, wildcard stri
 					continue
 				}
 				sniChains = true
+				filters := []*listenerv3.Filter{f}
+				if protocol != model.ProtocolHTTPS {
+					filters = append(slices.Clone(tcpAuthz), f)
+				}
 				chains = append(chains, &listenerv3.FilterChain{
 					Name:             chainName,
 					FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: serverNames(gs.server.GetHosts())},
-					Filters:          []*listenerv3.Filter{f},
+					Filters:          filters,
 					TransportSocket: &corev3.TransportSocket{
 						Name:       wellknown.TransportSocketTLS,
 						ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: ts},
@@ -164,6 +180,9 @@ func istioGatewayResources(world *model.World, proxy *model.Proxy, wildcard stri
 					return nil, nil, nil, false, err
 				}
 				sniChains = sniChains || len(pc) > 0
+				for _, fc := range pc {
+					fc.Filters = append(slices.Clone(tcpAuthz), fc.Filters...)
+				}
 				chains = append(chains, pc...)
 			default: // TCP
 				f, err := gatewayTCPFilter(world, gs, number, ns, fmt.Sprintf("tcp.%d", number))
@@ -171,7 +190,7 @@ func istioGatewayResources(world *model.World, proxy *model.Proxy, wildcard stri
 					return nil, nil, nil, false, err
 				}
 				if f != nil {
-					chains = append(chains, &listenerv3.FilterChain{Name: fmt.Sprintf("tcp.%d", number), Filters: []*listenerv3.Filter{f}})
+					chains = append(chains, &listenerv3.FilterChain{Name: fmt.Sprintf("tcp.%d", number), Filters: append(slices.Clone(tcpAuthz), f)})
 				}
 			}
 		}
@@ -201,10 +220,17 @@ var tlsInspectorFilter = &listenerv3.ListenerFilter{
 }
 
 // gatewayHCM is a gateway's connection manager: the edge, so the client
-// address is the connection's (use_remote_address).
-func gatewayHCM(statPrefix, routeName string) *hcmv3.HttpConnectionManager {
+// address is the connection's (use_remote_address). The authorization
+// filters (request authentication, RBAC, ext_authz) run first, as in Istio:
+// nothing reaches CORS, fault injection or the routes unless allowed; paths
+// are normalized for their path rules.
+func gatewayHCM(statPrefix, routeName string, authz []*hcmv3.HttpFilter) *hcmv3.HttpConnectionManager {
 	hcm := rdsHCM(statPrefix, routeName, envoyOutboundFilters)
 	hcm.UseRemoteAddress = trueValue
+	if len(authz) > 0 {
+		hcm.HttpFilters = append(slices.Clone(authz), envoyOutboundFilters...)
+		hcm.NormalizePath = trueValue
+	}
 	return hcm
 }
 

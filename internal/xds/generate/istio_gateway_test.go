@@ -6,10 +6,14 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	networkrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	networking "istio.io/api/networking/v1"
+	securityv1beta1 "istio.io/api/security/v1beta1"
+	typev1beta1 "istio.io/api/type/v1beta1"
 
 	"github.com/meshplane/meshplane/internal/model"
 )
@@ -143,4 +147,59 @@ func nonEntryServices(w *model.World) []*model.Service {
 		}
 	}
 	return out
+}
+
+// AuthorizationPolicies and RequestAuthentications selecting a gateway's
+// workload reach its listeners: HTTP connection managers run them before
+// CORS, faults and routes; TLS passthrough chains run the network RBAC
+// before proxying.
+func TestGatewayAuthorization(t *testing.T) {
+	base := gatewayWorld()
+	cfg := base.Config
+	cfg.AuthorizationPolicies = []*model.AuthorizationPolicy{{
+		Meta: model.Meta{Name: "ingress-deny", Namespace: "mesh-gateways"},
+		Spec: &securityv1beta1.AuthorizationPolicy{
+			Selector: &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"istio": "ingressgateway"}},
+			Action:   securityv1beta1.AuthorizationPolicy_DENY,
+			Rules: []*securityv1beta1.Rule{{From: []*securityv1beta1.Rule_From{{Source: &securityv1beta1.Source{
+				IpBlocks: []string{"203.0.113.0/24"},
+			}}}}},
+		},
+	}}
+	w := model.NewWorldWithConfig(base.Mesh, base.Services, base.Workloads, cfg)
+	res := mustGenerate(t, w, fixtureProxy(w, model.ProxyRouter, "mesh-gateways", "ingress-0"))
+	var httpChains, tcpChains int
+	for _, r := range res[resourcev3.ListenerType] {
+		for _, fc := range r.(*listenerv3.Listener).GetFilterChains() {
+			first := fc.GetFilters()[0]
+			hcm := new(hcmv3.HttpConnectionManager)
+			if first.GetTypedConfig().MessageIs(hcm) {
+				if err := first.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+					t.Fatal(err)
+				}
+				if fs := hcm.GetHttpFilters(); len(fs) < 2 || fs[0].GetName() != "istio.authorization.deny" || !hcm.GetNormalizePath().GetValue() {
+					t.Errorf("chain %q HTTP filters %v: want the DENY policy first", fc.GetName(), fs)
+				}
+				httpChains++
+				continue
+			}
+			if !first.GetTypedConfig().MessageIs(&networkrbacv3.RBAC{}) || len(fc.GetFilters()) < 2 {
+				t.Errorf("chain %q filters %v: want the network RBAC before the proxy", fc.GetName(), fc.GetFilters())
+			}
+			tcpChains++
+		}
+	}
+	if httpChains == 0 || tcpChains == 0 {
+		t.Fatalf("gateway has %d HTTP and %d TCP chains; the fixture has both", httpChains, tcpChains)
+	}
+
+	// Without policies the gateway's HCMs are unchanged: CORS first.
+	res = mustGenerate(t, base, fixtureProxy(base, model.ProxyRouter, "mesh-gateways", "ingress-0"))
+	for _, r := range res[resourcev3.ListenerType] {
+		for _, fc := range r.(*listenerv3.Listener).GetFilterChains() {
+			if fc.GetFilters()[0].GetTypedConfig().MessageIs(&networkrbacv3.RBAC{}) {
+				t.Errorf("chain %q has RBAC without any policy", fc.GetName())
+			}
+		}
+	}
 }
