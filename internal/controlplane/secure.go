@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/go-logr/logr"
 	"google.golang.org/grpc"
@@ -99,12 +100,13 @@ func authenticateADS(auth certservice.Authenticator, log logr.Logger) grpc.Strea
 		if !strings.HasPrefix(info.FullMethod, adsMethodPrefix) {
 			return handler(srv, ss)
 		}
-		if err := authenticateCaller(ss.Context(), auth); err != nil {
+		namespace, err := authenticateCaller(ss.Context(), auth)
+		if err != nil {
 			p, _ := peer.FromContext(ss.Context())
 			log.V(1).Info("Refused an unauthenticated xDS stream", "peer", addrOf(p), "error", err.Error())
 			return err
 		}
-		return handler(srv, ss)
+		return handler(srv, &namespaceBoundStream{ServerStream: ss, namespace: namespace})
 	}
 }
 
@@ -117,32 +119,37 @@ func addrOf(p *peer.Peer) string {
 
 // authenticateCaller returns nil for a verified client certificate or an
 // accepted token, else a gRPC status error.
-func authenticateCaller(ctx context.Context, auth certservice.Authenticator) error {
+func authenticateCaller(ctx context.Context, auth certservice.Authenticator) (namespace string, _ error) {
 	if p, ok := peer.FromContext(ctx); ok {
 		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.VerifiedChains) > 0 {
-			return nil
+			for _, u := range info.State.VerifiedChains[0][0].URIs {
+				if id, err := ca.ParseIdentity(u.String()); err == nil {
+					return id.Namespace, nil
+				}
+			}
+			return "", status.Error(codes.Unauthenticated, "the client certificate names no SPIFFE identity")
 		}
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	values := md.Get("authorization")
 	if len(values) == 0 {
-		return status.Error(codes.Unauthenticated,
+		return "", status.Error(codes.Unauthenticated,
 			"xDS on this port needs a mesh client certificate or a service-account token (\"authorization: Bearer <token>\", audience istio-ca)")
 	}
 	scheme, token, ok := strings.Cut(values[0], " ")
 	if len(values) > 1 || !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return status.Error(codes.Unauthenticated, "the authorization metadata must be one \"Bearer <token>\"")
+		return "", status.Error(codes.Unauthenticated, "the authorization metadata must be one \"Bearer <token>\"")
 	}
-	_, err := auth.Authenticate(ctx, strings.TrimSpace(token))
+	sa, err := auth.Authenticate(ctx, strings.TrimSpace(token))
 	switch {
 	case err == nil:
-		return nil
+		return sa.Namespace, nil
 	case errors.Is(err, certservice.ErrUnauthenticated):
-		return status.Error(codes.Unauthenticated, err.Error())
+		return "", status.Error(codes.Unauthenticated, err.Error())
 	case ctx.Err() != nil:
-		return status.FromContextError(ctx.Err()).Err()
+		return "", status.FromContextError(ctx.Err()).Err()
 	default:
-		return status.Errorf(codes.Unavailable, "authenticating the caller: %v", err)
+		return "", status.Errorf(codes.Unavailable, "authenticating the caller: %v", err)
 	}
 }
 
@@ -157,4 +164,38 @@ func (c *ControlPlane) serveSecure(ctx context.Context, lis net.Listener, tlsCon
 	c.xds.RegisterServices(g)
 	certs.Register(g)
 	return server.ServeGRPC(ctx, g, lis)
+}
+
+// namespaceBoundStream refuses xDS requests whose node claims another
+// namespace than the caller's identity: a workload's token or certificate
+// gets the configuration of its own namespace's proxies only, never another
+// namespace's (routes, secrets names, authorization policies).
+type namespaceBoundStream struct {
+	grpc.ServerStream
+	namespace string
+}
+
+func (s *namespaceBoundStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	node := nodeOf(m)
+	if node == nil {
+		return nil // later requests of a stream may leave the node out
+	}
+	if ns := server.NodeNamespace(node); ns != s.namespace {
+		return status.Errorf(codes.PermissionDenied,
+			"xDS node %q is in namespace %q, but the caller's identity is in namespace %q", node.GetId(), ns, s.namespace)
+	}
+	return nil
+}
+
+func nodeOf(m any) *corev3.Node {
+	switch r := m.(type) {
+	case *discoverygrpc.DiscoveryRequest:
+		return r.GetNode()
+	case *discoverygrpc.DeltaDiscoveryRequest:
+		return r.GetNode()
+	}
+	return nil
 }

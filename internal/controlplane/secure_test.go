@@ -188,6 +188,11 @@ func (n names) verify(t *testing.T, chain []*x509.Certificate, roots *x509.CertP
 // adsResponse opens an ADS stream (with token when given), asks for clusters
 // and returns the first response or the stream's error.
 func (n names) adsResponse(conn *grpc.ClientConn, token string) (*discoverygrpc.DiscoveryResponse, error) {
+	return adsResponseFor(conn, token, n.appNamespace)
+}
+
+// adsResponseFor is adsResponse for a node of namespace ns.
+func adsResponseFor(conn *grpc.ClientConn, token, ns string) (*discoverygrpc.DiscoveryResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	if token != "" {
@@ -199,7 +204,7 @@ func (n names) adsResponse(conn *grpc.ClientConn, token string) (*discoverygrpc.
 	}
 	// A refused stream may already be closed; Recv reports why.
 	_ = st.Send(&discoverygrpc.DiscoveryRequest{
-		Node:    &corev3.Node{Id: "sidecar~10.1.0.1~web-1." + n.appNamespace + "~" + n.appNamespace + ".svc.cluster.local"},
+		Node:    &corev3.Node{Id: "sidecar~10.1.0.1~web-1." + ns + "~" + ns + ".svc.cluster.local"},
 		TypeUrl: resourcev3.ClusterType,
 	})
 	return st.Recv()
@@ -365,8 +370,16 @@ func TestSecurePort(t *testing.T) {
 	for _, c := range chain {
 		clientCert.Certificate = append(clientCert.Certificate, c.Raw)
 	}
-	if resp, err := n.adsResponse(n.dial(t, addr, roots, clientCert), ""); err != nil || resp.GetTypeUrl() != resourcev3.ClusterType {
+	withCert := n.dial(t, addr, roots, clientCert)
+	if resp, err := n.adsResponse(withCert, ""); err != nil || resp.GetTypeUrl() != resourcev3.ClusterType {
 		t.Errorf("ADS with a mesh client certificate: %v, %v", resp, err)
+	}
+	// A caller gets the configuration of its own namespace's proxies only.
+	if _, err := adsResponseFor(conn, token, "someone-else"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("ADS with a token, for a node of another namespace: %v, want PermissionDenied", err)
+	}
+	if _, err := adsResponseFor(withCert, "", "someone-else"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("ADS with a client certificate, for a node of another namespace: %v, want PermissionDenied", err)
 	}
 
 	// Intermediate rotation: same root, a new signing CA.

@@ -148,3 +148,10 @@ func flatten(md *structpb.Struct) map[string]string {
 	}
 	return out
 }
+
+// NodeNamespace is the namespace meshd takes a node to be in (from its
+// metadata or its id), as it identifies proxies; "" when it cannot tell.
+func NodeNamespace(node *corev3.Node) string {
+	p, _ := identify(node)
+	return p.Namespace
+}
