@@ -58,15 +58,19 @@ What this release does:
       /debug/config_dump?proxy=<id>  the resources last sent to a proxy
   - serves the validating admission webhook over TLS on --webhook-addr, at
     /validate: VirtualServices, DestinationRules, Gateways, ServiceEntries and
-    Sidecars (networking.istio.io, every served version) are decoded strictly
-    and checked; invalid ones are refused with one line per error (field path,
+    Sidecars (networking.istio.io), PeerAuthentications, AuthorizationPolicies
+    and RequestAuthentications (security.istio.io), every served version, are
+    decoded strictly and checked; invalid ones are refused with one line per error (field path,
     message, finding code), and warnings are returned to the client. The
     certificate comes from --webhook-cert-dir, or is made at start-up from a
     self-signed CA whose certificate meshd patches into the caBundle of
     --webhook-config-name.
   - reads Istio traffic configuration (VirtualService, DestinationRule,
-    Gateway, ServiceEntry, Sidecar, and TLS Secrets for gateways) and
-    translates it for every proxy; with --write-status (the default) it
+    Gateway, ServiceEntry, Sidecar, and TLS Secrets for gateways) and security
+    configuration (PeerAuthentication, AuthorizationPolicy with the mesh
+    config's extensionProviders for CUSTOM, RequestAuthentication, whose
+    jwksUri key sets meshd fetches and inlines) and translates it for every
+    proxy; with --write-status (the default) it
     writes each object's status (validationMessages with finding codes and a
     Reconciled condition) and a Warning event when a problem first appears.
   - runs the mesh CA the mesh config's "ca" selects. SelfSigned reads the

@@ -38,6 +38,7 @@ import (
 	"github.com/meshplane/meshplane/internal/ca"
 	"github.com/meshplane/meshplane/internal/certservice"
 	"github.com/meshplane/meshplane/internal/discovery"
+	"github.com/meshplane/meshplane/internal/jwks"
 	"github.com/meshplane/meshplane/internal/meshd"
 	"github.com/meshplane/meshplane/internal/model"
 	"github.com/meshplane/meshplane/internal/rootcert"
@@ -104,6 +105,13 @@ type ControlPlane struct {
 	caSource atomic.Value
 	// ca is what the CA was built from (Run only).
 	ca caSettings
+
+	// jwks keeps the key sets of the RequestAuthentications' jwksUri fresh
+	// and hands them to discovery (Run starts it).
+	jwks *jwks.Fetcher
+	// extAuthz is the last mesh config's providers, kept while equal so that
+	// an unchanged mesh config gives an equal (==) model.MeshConfig (Run only).
+	extAuthz *model.ExtAuthzProviders
 
 	// meshConfigs carries the latest mesh config to Run (latest wins).
 	meshConfigs chan *meshd.MeshConfig
@@ -267,6 +275,20 @@ func (c *ControlPlane) Run(ctx context.Context) error {
 		})
 	}
 
+	// meshd fetches the JWKS of jwksUri itself, so proxies never do;
+	// discovery puts them in the next World.
+	c.jwks = jwks.NewFetcher(jwks.Options{
+		OnUpdate: func(keys map[string]string) {
+			if d := c.discovery.Load(); d != nil {
+				d.SetJWKS(keys)
+			}
+		},
+		OnError: func(uri string, err error) {
+			c.log.Error(err, "Fetching a JWKS failed; its last good key set stays in use", "jwksUri", uri)
+		},
+	})
+	background.Go(func() { _ = c.jwks.Run(ctx) })
+
 	var disc *discovery.Discovery
 	discErr := make(chan error, 1)
 	for {
@@ -412,6 +434,9 @@ func (c *ControlPlane) startDiscovery(ctx context.Context, cfg *meshd.MeshConfig
 // publish hands a new World to the xDS server and, never blocking it, to the
 // status reporter.
 func (c *ControlPlane) publish(world *model.World) {
+	if c.jwks != nil {
+		c.jwks.SetURIs(jwks.URIs(world.Config.RequestAuthentications))
+	}
 	c.xds.Update(world)
 	if c.status != nil {
 		c.status.Update(world)
@@ -420,10 +445,14 @@ func (c *ControlPlane) publish(world *model.World) {
 
 // meshModel is the part of the mesh config the generators read.
 func (c *ControlPlane) meshModel(cfg *meshd.MeshConfig) model.MeshConfig {
+	if ext := cfg.ExtAuthzProviders(); !ext.Equal(c.extAuthz) {
+		c.extAuthz = ext
+	}
 	return model.MeshConfig{
 		RootNamespace:    c.opts.Namespace,
 		TrustDomain:      cfg.TrustDomain,
 		DomainSuffix:     "cluster.local",
 		OutboundAllowAny: cfg.OutboundTrafficPolicy != "REGISTRY_ONLY",
+		ExtAuthz:         c.extAuthz,
 	}
 }
