@@ -10,7 +10,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -313,7 +312,7 @@ func TestCAKeyMaterialNeverLeaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &controllers.MeshControlPlaneReconciler{Client: k8s, APIReader: k8s, Renderer: renderer}
-	var logs syncBuffer
+	var logs harness.SyncBuffer
 	logCtx := ctrl.LoggerInto(ctx, funcr.New(func(prefix, args string) {
 		logs.WriteString(prefix + " " + args + "\n")
 	}, funcr.Options{Verbosity: 1}))
@@ -373,23 +372,6 @@ func TestCAKeyMaterialNeverLeaves(t *testing.T) {
 		t.Fatalf("the logs were not captured:\n%s", logs.String())
 	}
 	assertNoKeyMaterial(t, "the operator's logs", logs.String(), keys...)
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) WriteString(s string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.WriteString(s)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestTrimSecretMetadataDropsWhatMayHoldSecretData(t *testing.T) {

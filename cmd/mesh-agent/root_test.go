@@ -7,34 +7,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/meshplane/meshplane/internal/agent"
 	"github.com/meshplane/meshplane/internal/agent/agenttest"
+	"github.com/meshplane/meshplane/test/harness"
 )
 
 const waitFor = 20 * time.Second
-
-// syncBuffer is written by the agent's goroutines and read by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func execute(t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -164,7 +146,7 @@ func (r *rig) filesArgs() []string {
 	}
 }
 
-func waitForLog(t *testing.T, logs *syncBuffer, want string, times int) {
+func waitForLog(t *testing.T, logs *harness.SyncBuffer, want string, times int) {
 	t.Helper()
 	deadline := time.Now().Add(waitFor)
 	for strings.Count(logs.String(), want) < times {
@@ -183,7 +165,7 @@ func TestFilesModeRotatesAndStopsOnSIGTERM(t *testing.T) {
 	t.Setenv("POD_NAME", "web-0")
 	t.Setenv("POD_NAMESPACE", "shop")
 	t.Setenv("INSTANCE_IP", "10.0.3.7")
-	logs := &syncBuffer{}
+	logs := &harness.SyncBuffer{}
 	cmd := newRootCommand()
 	cmd.SetOut(logs)
 	cmd.SetErr(logs)
@@ -261,7 +243,7 @@ func TestRefusedTokenIsLoggedClearly(t *testing.T) {
 	}
 	ca := agenttest.NewCA(t, agenttest.CAOptions{TokenFile: expected})
 
-	logs := &syncBuffer{}
+	logs := &harness.SyncBuffer{}
 	cmd := newRootCommand()
 	cmd.SetOut(logs)
 	cmd.SetErr(logs)

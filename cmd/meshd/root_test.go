@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,27 +16,10 @@ import (
 
 	"github.com/meshplane/meshplane/api/v1alpha1"
 	"github.com/meshplane/meshplane/internal/ca"
+	"github.com/meshplane/meshplane/test/harness"
 )
 
 const waitFor = 10 * time.Second
-
-// syncBuffer is written by meshd's goroutines and read by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func execute(t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -138,7 +120,7 @@ func TestRunLogsUnservedPortsAndStopsOnSIGTERM(t *testing.T) {
 	if err := os.WriteFile(path, []byte("trustDomain: example.org\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &harness.SyncBuffer{}
 	cmd := newRootCommand()
 	cmd.SetOut(logs)
 	cmd.SetErr(logs)

@@ -81,7 +81,7 @@ func TestRunServesTheValidatingWebhook(t *testing.T) {
 	if err := os.WriteFile(path, []byte("trustDomain: example.org\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &harness.SyncBuffer{}
 	cmd := newRootCommand()
 	cmd.SetOut(logs)
 	cmd.SetErr(logs)
